@@ -1,0 +1,138 @@
+package pipeline
+
+import (
+	"sync"
+	"time"
+)
+
+// Fate is what became of one event at one output.
+type Fate uint8
+
+const (
+	// Delivered means the output holds the event safely: written to a
+	// connection that survived the settle window, or durably spooled.
+	Delivered Fate = iota + 1
+	// Failed means the output gave the event up; its source must make the
+	// data readable again (return the SQS message, keep the checkpoint).
+	Failed
+)
+
+func (f Fate) String() string {
+	switch f {
+	case Delivered:
+		return "delivered"
+	case Failed:
+		return "failed"
+	}
+	return "unknown"
+}
+
+// Event is one tagged record on its way to the outputs. Outputs must treat
+// it as read-only: the same Event is handed to every output.
+type Event struct {
+	Tag     string
+	Time    time.Time
+	Payload []byte
+
+	batch *Batch
+}
+
+// NewEvent returns an event that belongs to b (b may be nil for events whose
+// fate nobody waits for, such as the collector's own log records).
+func NewEvent(b *Batch, tag string, t time.Time, payload []byte) *Event {
+	return &Event{Tag: tag, Time: t, Payload: payload, batch: b}
+}
+
+// Size is the number of bytes the event counts for in a queue's byte bound.
+func (e *Event) Size() int64 { return int64(len(e.Payload) + len(e.Tag) + 64) }
+
+func (e *Event) settle(f Fate) {
+	if e.batch != nil {
+		e.batch.settle(f)
+	}
+}
+
+// Result is a settled batch: how many event fates were delivered and failed.
+type Result struct {
+	Delivered, Failed int
+}
+
+// OK reports whether every fate of the batch was Delivered.
+func (r Result) OK() bool { return r.Failed == 0 }
+
+// Batch counts the fates of the events derived from one unit of upstream work.
+// The zero value is not usable; use NewBatch.
+type Batch struct {
+	mu      sync.Mutex
+	pending int
+	res     Result
+	closed  bool
+	fired   bool
+	done    func(Result)
+}
+
+// NewBatch returns an open batch. done runs exactly once, after Close, when
+// every fate has been reported; it runs on the goroutine of the last Settle
+// (or of Close) and must not block for long.
+func NewBatch(done func(Result)) *Batch {
+	return &Batch{done: done}
+}
+
+// add registers n more pending fates. It panics after Close: adding to a
+// closed batch is a programming error that would make an ack unreliable.
+func (b *Batch) add(n int) {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		panic("pipeline: event added to a closed batch")
+	}
+	b.pending += n
+	b.mu.Unlock()
+}
+
+func (b *Batch) settle(f Fate) {
+	b.mu.Lock()
+	b.pending--
+	if f == Delivered {
+		b.res.Delivered++
+	} else {
+		b.res.Failed++
+	}
+	fire := b.closed && b.pending == 0 && !b.fired
+	if fire {
+		b.fired = true
+	}
+	res := b.res
+	b.mu.Unlock()
+	if fire && b.done != nil {
+		b.done(res)
+	}
+}
+
+// Fail records n fates as Failed without any event: a source uses it when
+// part of its unit of work could not be turned into events (a read error in
+// the middle of an object), so the batch cannot report success.
+func (b *Batch) Fail() {
+	b.add(1)
+	b.settle(Failed)
+}
+
+// Close says no more events will be added. If every fate is already known
+// (or the batch is empty), done runs now.
+func (b *Batch) Close() {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return
+	}
+	b.closed = true
+	fire := b.pending == 0 && !b.fired
+	if fire {
+		b.fired = true
+	}
+	res := b.res
+	b.mu.Unlock()
+	if fire && b.done != nil {
+		b.done(res)
+	}
+}
