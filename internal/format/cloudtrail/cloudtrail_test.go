@@ -150,7 +150,9 @@ func TestReadErrorSurfaces(t *testing.T) {
 func TestPick(t *testing.T) {
 	// The CloudTrailEvent string of the LookupEvents sample in aws-formats §4.
 	page := []byte(`{"Events":[{"EventId":"f0d9c8b7-a6e5-4d3c-8b2a-1f0e9d8c7b6a","CloudTrailEvent":"{\"eventVersion\":\"1.09\",\"eventTime\":\"2024-05-31T13:14:55Z\",\"eventSource\":\"ec2.amazonaws.com\",\"eventName\":\"StopInstances\",\"awsRegion\":\"eu-west-1\",\"eventID\":\"f0d9c8b7-a6e5-4d3c-8b2a-1f0e9d8c7b6a\",\"eventType\":\"AwsApiCall\",\"recipientAccountId\":\"123456789012\"}"}]}`)
-	var resp struct{ Events []struct{ CloudTrailEvent string } }
+	var resp struct {
+		Events []struct{ CloudTrailEvent string }
+	}
 	if err := json.Unmarshal(page, &resp); err != nil {
 		t.Fatal(err)
 	}
