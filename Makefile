@@ -1,0 +1,35 @@
+# devo-aws-collector — see README.md.
+GO       ?= go
+BIN      := bin/devo-aws-collector
+PKGS     := ./...
+
+.PHONY: all build demo test vet fmt-check deps bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/devo-aws-collector
+
+## demo: run the collector end to end against a local AWS emulator (no account needed).
+demo: build
+	./scripts/demo.sh
+
+## deps: what the integration tests need (Node 22 + fauxqs from npm, rsyslog from apt). Idempotent.
+deps:
+	./scripts/deps.sh
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+## test: formatting, vet, and every test with the race detector.
+test: deps fmt-check vet
+	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem $(PKGS)
+
+clean:
+	rm -rf bin
