@@ -1,0 +1,10 @@
+// Package awsapi is the one place the collector reaches AWS from: it turns an
+// input's credentials settings into a Session that signs every call with the
+// right identity (static keys, an assumed role, or a cross-account role
+// chain), renews temporary credentials before they expire, points each API at
+// its endpoint override, and paces every call through a token bucket per
+// (account, region, API).
+//
+// Sources ask a Session for typed SDK clients (SQS, S3, CloudTrail,
+// CloudWatch, Logs, GuardDuty, STS) and never build credentials themselves.
+package awsapi
