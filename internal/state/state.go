@@ -109,3 +109,22 @@ func decodeKey(b []byte) (Key, error) {
 	}
 	return Key{Input: fs[0], Service: fs[1], Region: fs[2], Sub: fs[3]}, nil
 }
+
+// Reset deletes every checkpoint under prefix (same prefix rules as List)
+// and returns how many it deleted, so the affected units start again from
+// their configured start_time. It is for operator tooling; run it only while
+// no collector uses the store.
+func Reset(s Store, prefix Key) (int, error) {
+	entries, err := s.List(prefix)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for k := range entries {
+		if err := s.Delete(k); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}

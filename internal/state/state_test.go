@@ -206,3 +206,27 @@ func TestOpenFailsOnUnusableDirectory(t *testing.T) {
 		t.Fatalf("Open on a regular file = %v, want an error naming it", err)
 	}
 }
+
+func TestReset(t *testing.T) {
+	stores(t, func(t *testing.T, open func() Store) {
+		s := open()
+		defer s.Close()
+		keep := Key{"aws", "cwl2", "us-east-1", "g"}
+		for _, k := range []Key{{"aws", "cwl", "us-east-1", "a"}, {"aws", "cwl", "eu-west-1", "b"}, keep} {
+			if err := s.Put(k, []byte("v")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n, err := Reset(s, Key{Input: "aws", Service: "cwl"})
+		if err != nil || n != 2 {
+			t.Fatalf("Reset = %d, %v; want 2 deleted", n, err)
+		}
+		left, err := s.List(Key{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(left) != 1 || left[keep] == nil {
+			t.Fatalf("left after Reset: %q", left)
+		}
+	})
+}
