@@ -1,0 +1,287 @@
+// Package config loads the collector's configuration file (YAML or JSON in
+// Devo's shape), applies the defaults of spec/config.md, and validates it
+// against the product's error catalogue, reporting every problem in one pass.
+//
+// Validation never touches the network; reaching AWS and the outputs is the
+// job of an explicit check elsewhere.
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"regexp"
+	"time"
+
+	"github.com/devo-aws-collector/devo-aws-collector/internal/tag"
+)
+
+// Config is a loaded configuration with every default applied.
+type Config struct {
+	Path     string   // absolute path of the file
+	Dir      string   // <base>: the parent of the file's directory when that is named "config", else the file's directory
+	Warnings []string // unknown keys and ignored settings, each naming its key path
+
+	Globals Globals
+	Outputs []*Output // sorted by name; a single console output when none is configured
+	Inputs  []*Input  // the "aws" input
+
+	problems Errors // found while decoding (wrong types); Validate adds them
+}
+
+// Globals are the collector-wide settings (spec config.md §3).
+type Globals struct {
+	ID, Name       string
+	PersistenceDir string // absolute
+	Debug          bool   // debug || debug_status
+	LogFormat      string // extension log_format: "text" (default) | "json"
+
+	QueueMaxMessages     int
+	QueueMaxBytes        int64 // queue_max_size_in_mb in bytes
+	QueueMaxElapsed      time.Duration
+	QueueWrapMaxMessages int
+	QueueGenerateMetrics bool
+	SenderStatsPeriod    time.Duration
+	GzipThreshold        float64 // negative: always gzip; above 1: never
+	CompressionLevel     int
+	CompressionBuffer    int
+
+	GenerateCollectorDetails bool
+	InternalGlobalMessages   bool
+	MetricsListen            string // extension metrics_listen, e.g. "127.0.0.1:9464"; "" = off
+}
+
+// Output types.
+const (
+	OutputDevo         = "devo_platform"
+	OutputRelay        = "relay"
+	OutputInHouseRelay = "in_house_relay"
+	OutputSyslog       = "syslog"
+	OutputSidecar      = "sidecar"
+	OutputConsole      = "console"
+	OutputStdout       = "stdout"
+)
+
+// Output is one destination (spec config.md §4). Durations given in seconds
+// in the file are converted; certificate paths are absolute.
+type Output struct {
+	Name, Type string
+	Address    string
+	Port       int
+	Transport  string // "SSL" | "TCP"
+	Chain      string
+	Cert, Key  string
+
+	ConcurrentConnections, ConnectingRetries, SendingRetries int
+
+	ConnectingInitialWait, ConnectingMaxWait time.Duration
+	SendingTimeout                           time.Duration
+	SendingInitialWait, SendingMaxWait       time.Duration
+
+	CheckHostname bool
+	Hostname      string // the HOST field on the wire; the OS host name by default
+
+	HandshakeProbeTimeout, AckSettle, InactivityTimeout, MaxConnectionAge time.Duration
+
+	SpoolMaxBytes int64 // extension spool_max_size_in_mb, default 1024 MiB
+
+	Destination, Format string // console/stdout: destination; format "devo_line" (default) | "json"
+}
+
+// Input is the "aws" input (spec config.md §5).
+type Input struct {
+	Name              string // the key under inputs: "aws"
+	ID                string
+	Enabled           bool
+	RequestsPerSecond float64
+	Credentials       Credentials
+	Regions           []string
+	Environment       string
+	EndpointURL       string
+	Endpoints         map[string]string // per AWS API: sqs, s3, sts, cloudtrail, cloudwatch, logs, guardduty
+	S3ForcePathStyle  bool
+	Services          []*Service // sorted by name
+}
+
+// CredMode is the authentication mode a credentials block maps to (§6).
+type CredMode int
+
+// The authentication modes.
+const (
+	CredDefaultChain CredMode = iota // empty block: the SDK's default chain
+	CredKeys                         // access_key + access_secret
+	CredKeysRole                     // the keys assume base_assume_role
+	CredCrossAccount                 // own identity → base_assume_role → target_assume_role
+)
+
+func (m CredMode) String() string {
+	switch m {
+	case CredDefaultChain:
+		return "default chain"
+	case CredKeys:
+		return "access key"
+	case CredKeysRole:
+		return "assume role (same account)"
+	case CredCrossAccount:
+		return "assume role (cross-account)"
+	}
+	return fmt.Sprintf("CredMode(%d)", int(m))
+}
+
+// Credentials authenticate the input. Its String, GoString and LogValue
+// never print AccessSecret.
+type Credentials struct {
+	AccessKey, AccessSecret          string
+	BaseAssumeRole, TargetAssumeRole string
+	ExternalID                       string
+	Mode                             CredMode
+}
+
+func (c Credentials) String() string {
+	s := "mode=" + c.Mode.String()
+	if c.AccessKey != "" {
+		s += " access_key=" + maskKey(c.AccessKey)
+	}
+	if c.AccessSecret != "" {
+		s += " access_secret=REDACTED"
+	}
+	if c.BaseAssumeRole != "" {
+		s += " base_assume_role=" + c.BaseAssumeRole
+	}
+	if c.TargetAssumeRole != "" {
+		s += " target_assume_role=" + c.TargetAssumeRole
+	}
+	if c.ExternalID != "" {
+		s += " assume_role_external_id=REDACTED"
+	}
+	return s
+}
+
+// GoString keeps %#v from printing the secret.
+func (c Credentials) GoString() string { return "config.Credentials{" + c.String() + "}" }
+
+// LogValue keeps slog from printing the secret.
+func (c Credentials) LogValue() slog.Value {
+	attrs := []slog.Attr{slog.String("mode", c.Mode.String())}
+	if c.AccessKey != "" {
+		attrs = append(attrs, slog.String("access_key", maskKey(c.AccessKey)))
+	}
+	if c.BaseAssumeRole != "" {
+		attrs = append(attrs, slog.String("base_assume_role", c.BaseAssumeRole))
+	}
+	if c.TargetAssumeRole != "" {
+		attrs = append(attrs, slog.String("target_assume_role", c.TargetAssumeRole))
+	}
+	return slog.GroupValue(attrs...)
+}
+
+// maskKey keeps the last four characters of an access key id, enough to
+// tell keys apart in logs.
+func maskKey(k string) string {
+	if len(k) <= 4 {
+		return "****"
+	}
+	return "****" + k[len(k)-4:]
+}
+
+// ServiceKind says which puller runs a service.
+type ServiceKind int
+
+// The service kinds.
+const (
+	EventBridge   ServiceKind = iota // service-events-all: EventBridge → SQS FIFO
+	SecurityHub                      // sqs-cloudwatch-consumer
+	CloudTrailAPI                    // audit-events-all with audits_api
+	CloudTrailS3                     // audit-events-all with audits_s3
+	Metrics                          // metrics-all, ec2, custom keys with types [metrics]
+	Logs                             // custom keys: CloudWatch Logs
+	S3Logs                           // non-cloudwatch-logs: VPC Flow Logs / CloudFront via S3+SQS
+	GuardDuty                        // aws-guardduty
+	Umbrella                         // cisco-umbrella via S3+SQS
+)
+
+func (k ServiceKind) String() string {
+	switch k {
+	case EventBridge:
+		return "eventbridge"
+	case SecurityHub:
+		return "securityhub"
+	case CloudTrailAPI:
+		return "cloudtrail api"
+	case CloudTrailS3:
+		return "cloudtrail s3"
+	case Metrics:
+		return "metrics"
+	case Logs:
+		return "logs"
+	case S3Logs:
+		return "s3 logs"
+	case GuardDuty:
+		return "guardduty"
+	case Umbrella:
+		return "umbrella"
+	}
+	return fmt.Sprintf("ServiceKind(%d)", int(k))
+}
+
+// SQS reports whether the kind reads an SQS queue.
+func (k ServiceKind) SQS() bool {
+	switch k {
+	case EventBridge, SecurityHub, CloudTrailS3, S3Logs, Umbrella:
+		return true
+	}
+	return false
+}
+
+// Pattern maps an S3 object key to an event type (tags.md §4.3).
+type Pattern = tag.Pattern
+
+// Service is one entry of inputs.aws.services with defaults applied.
+type Service struct {
+	Name   string
+	Custom bool // a key that is not a predefined service
+	Kind   ServiceKind
+	Types  []string // effective types, e.g. [audits_api] or [flowlogs cloudfrontlogs]
+
+	Tag         string // the user's override, "" if none
+	TagTemplate string // effective template: the override, or the built-in base (+".{environment}" when the input sets one)
+	// TypeTagTemplates holds, for non-cloudwatch-logs, the template of each
+	// type ("flowlogs" → cloud.aws.vpc…, "cloudfrontlogs" → cloud.aws.cloudfront…):
+	// a file's classification picks the table. Nil for other services.
+	TypeTagTemplates map[string]string
+
+	DefaultEventType string         // the event type when nothing is derived
+	EventTypeField   string         // record field the event type is derived from (tags.md §4)
+	EventTypeRegex   *regexp.Regexp // its capture group 1 is the event type
+	AutoEventType    bool           // effective: derive the event type per event (always true for cisco-umbrella)
+
+	QueueName string // SQS queue name or https:// URL
+
+	StartTime      string // as written; "" when absent
+	GapUntilNow    time.Duration
+	TimeSlot       time.Duration
+	Sources        []string // CloudTrail event sources; nil means all sources
+	DropEventNames []string
+
+	LogGroup                   string // a name, a prefix ending in "*", or "/" for all groups
+	UseFirstOptimizedRetrieval bool
+
+	MetricNamespaces, MetricStatistics []string
+	RequestPeriod                      time.Duration
+
+	EventTypePatterns []Pattern // S3 key → event type, in file order
+
+	Regions   []string          // effective: the service's override or the input's
+	Endpoints map[string]string // effective per-API endpoints (service map over input map over endpoint_url)
+
+	SQSMaxMessages       int
+	SQSWaitTime          time.Duration
+	SQSVisibilityTimeout time.Duration
+	MaxReceiveCount      int // extension max_receive_count: delete as poison after this many receives
+
+	bad map[string]bool // keys whose type was already reported while decoding
+}
+
+// Deriver returns the event-type derivation of the service (tags.md §4.1–4.2).
+func (s *Service) Deriver() *tag.Deriver {
+	return &tag.Deriver{Field: s.EventTypeField, Re: s.EventTypeRegex, Default: s.DefaultEventType}
+}
