@@ -135,6 +135,7 @@ func TestSurvivesKill9(t *testing.T) {
 		var seen atomic.Uint64
 		lines := atomic.Int64{}
 		done := make(chan error, 1)
+		writing := make(chan struct{})
 		go func() {
 			sc := bufio.NewScanner(out)
 			for sc.Scan() {
@@ -144,13 +145,24 @@ func TestSurvivesKill9(t *testing.T) {
 					return
 				}
 				seen.Store(v)
-				lines.Add(1)
+				if lines.Add(1) == 1 {
+					close(writing)
+				}
 			}
 			done <- sc.Err()
 		}()
-		// Random moments: some kills land while the child is still opening
-		// (creating buckets), most in the middle of the write loop.
-		time.Sleep(time.Duration(rng.IntN(250)) * time.Millisecond)
+		// Random moments: every fourth kill counts from the child's start,
+		// so it may land while the store is being opened (buckets created);
+		// the others count from its first commit, so they land in the write
+		// loop however slowly the machine starts processes.
+		if i%4 != 0 {
+			select {
+			case <-writing:
+			case <-time.After(30 * time.Second):
+				t.Fatalf("iteration %d: the child committed nothing within 30s", i)
+			}
+		}
+		time.Sleep(time.Duration(rng.IntN(100_000)) * time.Microsecond)
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
