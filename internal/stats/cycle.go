@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -91,38 +90,53 @@ func NewCycle(log *slog.Logger, u *Unit, start time.Time) *Cycle {
 }
 
 // AddResponses counts AWS responses (pages, receives).
-func (c *Cycle) AddResponses(n int64) { c.add(&c.c.Responses, nil, n) }
+func (c *Cycle) AddResponses(n int64) { c.add(&c.c.Responses, n) }
 
 // AddReceived counts records read; it also feeds Unit.Received.
 func (c *Cycle) AddReceived(n int64) {
-	c.add(&c.c.Received, c.counter(func(u *Unit) *atomic.Int64 { return &u.Received }), n)
+	c.add(&c.c.Received, n)
+	if c.unit != nil {
+		c.unit.Received.Add(n)
+	}
 }
 
 // AddGenerated counts events emitted; it also feeds Unit.Generated.
 func (c *Cycle) AddGenerated(n int64) {
-	c.add(&c.c.Generated, c.counter(func(u *Unit) *atomic.Int64 { return &u.Generated }), n)
+	c.add(&c.c.Generated, n)
+	if c.unit != nil {
+		c.unit.Generated.Add(n)
+	}
 }
 
 // AddDropped counts records filtered out; it also feeds Unit.Dropped.
 func (c *Cycle) AddDropped(n int64) {
-	c.add(&c.c.Dropped, c.counter(func(u *Unit) *atomic.Int64 { return &u.Dropped }), n)
+	c.add(&c.c.Dropped, n)
+	if c.unit != nil {
+		c.unit.Dropped.Add(n)
+	}
 }
 
 // AddDuplicated counts records skipped as already sent; it also feeds
 // Unit.Duplicated.
 func (c *Cycle) AddDuplicated(n int64) {
-	c.add(&c.c.Duplicated, c.counter(func(u *Unit) *atomic.Int64 { return &u.Duplicated }), n)
+	c.add(&c.c.Duplicated, n)
+	if c.unit != nil {
+		c.unit.Duplicated.Add(n)
+	}
 }
 
 // AddOtherRegion counts records skipped because they belong to another
 // region (CloudTrail's multi-region trails). Also counted as dropped in the
 // unit's counters, since they are not sent.
 func (c *Cycle) AddOtherRegion(n int64) {
-	c.add(&c.c.OtherRegion, c.counter(func(u *Unit) *atomic.Int64 { return &u.Dropped }), n)
+	c.add(&c.c.OtherRegion, n)
+	if c.unit != nil {
+		c.unit.Dropped.Add(n)
+	}
 }
 
 // AddDiscardedFiles counts S3 objects skipped.
-func (c *Cycle) AddDiscardedFiles(n int64) { c.add(&c.c.DiscardedFiles, nil, n) }
+func (c *Cycle) AddDiscardedFiles(n int64) { c.add(&c.c.DiscardedFiles, n) }
 
 // EventType records a detected event type; repeats are ignored.
 func (c *Cycle) EventType(t string) {
@@ -146,20 +160,10 @@ func (c *Cycle) Counts() CycleCounts {
 // Elapsed is the time since the cycle started.
 func (c *Cycle) Elapsed() time.Duration { return c.now().Sub(c.Start) }
 
-func (c *Cycle) add(field *int64, unit *atomic.Int64, n int64) {
+func (c *Cycle) add(field *int64, n int64) {
 	c.mu.Lock()
 	*field += n
 	c.mu.Unlock()
-	if unit != nil {
-		unit.Add(n)
-	}
-}
-
-func (c *Cycle) counter(f func(*Unit) *atomic.Int64) *atomic.Int64 {
-	if c.unit == nil {
-		return nil
-	}
-	return f(c.unit)
 }
 
 // RenderStarting renders the cycle's first line. kind is the product's noun
