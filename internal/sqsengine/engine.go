@@ -1,0 +1,489 @@
+package sqsengine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
+)
+
+// Config tunes one engine. Zero values take the defaults in brackets; the
+// SQS keys of config.md §9 map onto MaxMessages, WaitTime and
+// VisibilityTimeout, and max_receive_count onto MaxReceiveCount.
+type Config struct {
+	// Service and Region name the unit in logs and in the B27 error.
+	Service string
+	Region  string
+	// Queue is sqs_queue_name: a name, or a URL starting with https://.
+	Queue string
+
+	MaxMessages       int           // per receive, 1–10 [10]
+	WaitTime          time.Duration // long-poll wait, 0–20 s [20s]; a negative value means 0
+	VisibilityTimeout time.Duration // asked for at receive and renewed while in flight [300s]
+
+	Workers     int // handlers running at once [10]
+	MaxInFlight int // messages received and not yet given a fate [10 × Workers]
+
+	// MaxReceiveCount: a message that fails when its receive count has
+	// reached this is deleted as poison (unless the queue has a
+	// dead-letter queue) [5].
+	MaxReceiveCount int
+
+	ReturnBackoff    time.Duration // visibility of a message returned after its first failure [10s]
+	ReturnBackoffMax time.Duration // cap of that backoff as the receive count grows [15m]
+	ErrorBackoff     time.Duration // first wait after a failed SQS call [1s]
+	ErrorBackoffMax  time.Duration // cap of that wait [60s]
+
+	// DeleteFlush is how long a settled message may wait for its delete to
+	// be batched with others [200ms].
+	DeleteFlush time.Duration
+	// Grace is how long in-flight messages may take to settle once the
+	// context ends [30s].
+	Grace time.Duration
+
+	// CycleInterval is how often OnCycle runs [60s].
+	CycleInterval time.Duration
+	// OnCycle, when set, is called every CycleInterval (and once when Run
+	// returns) with what happened in that cycle, so a service can log its
+	// pull-cycle line. It runs on its own goroutine and must not block.
+	OnCycle func(Cycle)
+
+	Log *slog.Logger
+}
+
+func (c *Config) defaults() {
+	if c.MaxMessages <= 0 || c.MaxMessages > 10 {
+		c.MaxMessages = 10
+	}
+	if c.WaitTime == 0 {
+		c.WaitTime = 20 * time.Second
+	}
+	c.WaitTime = min(max(c.WaitTime, 0), 20*time.Second)
+	if c.VisibilityTimeout <= 0 {
+		c.VisibilityTimeout = 300 * time.Second
+	}
+	// SQS counts visibility in whole seconds, from 0 to 12 h; below 2 s the
+	// renewal at half the timeout could not keep up.
+	c.VisibilityTimeout = min(max(c.VisibilityTimeout.Round(time.Second), 2*time.Second), 12*time.Hour)
+	if c.Workers <= 0 {
+		c.Workers = 10
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 10 * c.Workers
+	}
+	if c.MaxReceiveCount <= 0 {
+		c.MaxReceiveCount = 5
+	}
+	if c.ReturnBackoff <= 0 {
+		c.ReturnBackoff = 10 * time.Second
+	}
+	if c.ReturnBackoffMax <= 0 {
+		c.ReturnBackoffMax = 15 * time.Minute
+	}
+	if c.ErrorBackoff <= 0 {
+		c.ErrorBackoff = time.Second
+	}
+	if c.ErrorBackoffMax <= 0 {
+		c.ErrorBackoffMax = time.Minute
+	}
+	if c.DeleteFlush <= 0 {
+		c.DeleteFlush = 200 * time.Millisecond
+	}
+	if c.Grace <= 0 {
+		c.Grace = 30 * time.Second
+	}
+	if c.CycleInterval <= 0 {
+		c.CycleInterval = time.Minute
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Counters are the engine's running totals since it was made. Read them
+// with Load at any time.
+type Counters struct {
+	Receives atomic.Int64 // ReceiveMessage calls answered
+	Received atomic.Int64 // messages received
+	Deleted  atomic.Int64 // messages deleted after all their events were delivered
+	Returned atomic.Int64 // messages returned to the queue (or left for its dead-letter queue)
+	Poison   atomic.Int64 // messages deleted as poison
+	Errors   atomic.Int64 // failed SQS calls and failed entries of batch calls
+}
+
+// Cycle is what happened between two OnCycle calls.
+type Cycle struct {
+	Start    time.Time
+	Elapsed  time.Duration
+	Receives int64
+	Received int64
+	Deleted  int64
+	Returned int64
+	Poison   int64
+	Errors   int64
+	// InFlight is the number of messages received and not yet given a
+	// fate at the end of the cycle.
+	InFlight int
+}
+
+// Engine consumes one queue in one region. It implements pipeline.Source:
+// Run may be called again after it returns (the runner restarts units).
+type Engine struct {
+	cfg     Config
+	client  Client
+	handler Handler
+	log     *slog.Logger
+
+	counters Counters
+
+	// loggedPoison remembers message ids whose permanent error was logged,
+	// so a message failing on every receive is logged once.
+	poisonMu     sync.Mutex
+	loggedPoison map[string]struct{}
+}
+
+// New returns an engine for one queue. It does not touch the network.
+func New(client Client, handler Handler, cfg Config) (*Engine, error) {
+	if client == nil {
+		return nil, errors.New("sqsengine: nil client")
+	}
+	if handler == nil {
+		return nil, errors.New("sqsengine: nil handler")
+	}
+	if cfg.Queue == "" {
+		return nil, errors.New("sqsengine: empty queue name")
+	}
+	cfg.defaults()
+	return &Engine{
+		cfg:          cfg,
+		client:       client,
+		handler:      handler,
+		log:          cfg.Log.With("queue", cfg.Queue),
+		loggedPoison: map[string]struct{}{},
+	}, nil
+}
+
+// Counters returns the engine's running totals.
+func (e *Engine) Counters() *Counters { return &e.counters }
+
+// Run resolves the queue, then receives and hands messages to the handler
+// until ctx ends. Then it stops receiving, lets in-flight messages settle
+// for the grace period, flushes the deletes of those that did, and returns
+// nil. Messages that have not settled are left alone: they reappear after
+// their visibility timeout. Run returns an error (a *QueueError) when the
+// queue cannot be resolved or disappears.
+func (e *Engine) Run(ctx context.Context, out pipeline.Emitter) error {
+	q, err := Resolve(ctx, e.client, e.cfg.Service, e.cfg.Region, e.cfg.Queue)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	r := newRun(e, q, out)
+	return r.run(ctx)
+}
+
+// run is the state of one Run call.
+type run struct {
+	e   *Engine
+	q   Queue
+	out pipeline.Emitter
+	log *slog.Logger
+
+	slots *slots
+	// shared takes messages of standard queues; lanes[i] takes the FIFO
+	// messages whose group hashes to worker i, so a group is handled in
+	// order by one worker.
+	shared chan Message
+	lanes  []chan Message
+	fates  chan settled
+	ext    *extender
+	acker  *acker
+
+	// workCtx is what handlers run under: it outlives the Run context by
+	// the grace period.
+	workCtx    context.Context
+	cancelWork context.CancelFunc
+}
+
+// settled is a message whose batch has settled.
+type settled struct {
+	m   Message
+	ok  bool
+	why string // the failure, when !ok
+	err error  // the handler's error, if any
+}
+
+func newRun(e *Engine, q Queue, out pipeline.Emitter) *run {
+	cfg := e.cfg
+	r := &run{
+		e:      e,
+		q:      q,
+		out:    out,
+		log:    e.log,
+		slots:  newSlots(cfg.MaxInFlight),
+		shared: make(chan Message, cfg.MaxInFlight),
+		// Every message holds a slot until its fate is carried out, so no
+		// channel sized MaxInFlight can ever be full.
+		fates: make(chan settled, cfg.MaxInFlight),
+	}
+	r.lanes = make([]chan Message, cfg.Workers)
+	for i := range r.lanes {
+		r.lanes[i] = make(chan Message, cfg.MaxInFlight)
+	}
+	r.ext = newExtender(e, q)
+	r.acker = newAcker(e, q, r.slots)
+	return r
+}
+
+func (r *run) run(ctx context.Context) error {
+	cfg := r.e.cfg
+	r.workCtx, r.cancelWork = context.WithCancel(context.WithoutCancel(ctx))
+	defer r.cancelWork()
+
+	// SQS calls that carry out fates and renew visibility go on during the
+	// grace period, so they run under their own context.
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBG()
+
+	var bgWG sync.WaitGroup
+	bgWG.Add(2)
+	ackerDone := make(chan struct{})
+	go func() {
+		defer bgWG.Done()
+		defer close(ackerDone)
+		r.acker.run(bg, r.fates)
+	}()
+	go func() {
+		defer bgWG.Done()
+		r.ext.run(bg)
+	}()
+	cycleStop := make(chan struct{})
+	cycleDone := make(chan struct{})
+	go func() {
+		defer close(cycleDone)
+		r.cycles(cycleStop)
+	}()
+
+	var workers sync.WaitGroup
+	for i := range cfg.Workers {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			r.worker(r.lanes[i])
+		}()
+	}
+
+	r.log.Info("sqs consumer started", "url", r.q.URL, "fifo", r.q.FIFO, "dead_letter_queue", r.q.DeadLetter,
+		"workers", cfg.Workers, "max_in_flight", cfg.MaxInFlight, "visibility_timeout", cfg.VisibilityTimeout)
+	fatal := r.receive(ctx)
+
+	// Shutdown: no more receives. Queued messages are still handled and
+	// in-flight ones may settle until the grace period ends.
+	close(r.shared)
+	for _, l := range r.lanes {
+		close(l)
+	}
+	grace, cancelGrace := context.WithTimeout(context.WithoutCancel(ctx), cfg.Grace)
+	if n := r.slots.used(); n > 0 {
+		r.log.Info("sqs consumer stopping, waiting for messages in flight", "messages", n, "grace", cfg.Grace)
+	}
+	settledAll := r.slots.waitEmpty(grace)
+	cancelGrace()
+	r.cancelWork()
+	workers.Wait()
+	if !settledAll {
+		r.log.Warn("messages still in flight at shutdown, left to reappear after their visibility timeout",
+			"messages", r.slots.used())
+	}
+	// The acker flushes what it holds (deletes of delivered messages)
+	// before it returns; the extender stops renewing at once.
+	r.acker.stop()
+	<-ackerDone
+	stopBG()
+	bgWG.Wait()
+	close(cycleStop)
+	<-cycleDone
+	return fatal
+}
+
+// receive long-polls until ctx ends or the queue disappears.
+func (r *run) receive(ctx context.Context) error {
+	cfg := r.e.cfg
+	c := &r.e.counters
+	bo := newBackoff(cfg.ErrorBackoff, cfg.ErrorBackoffMax)
+	attrs := []types.MessageSystemAttributeName{
+		types.MessageSystemAttributeNameApproximateReceiveCount,
+		types.MessageSystemAttributeNameMessageGroupId,
+		types.MessageSystemAttributeNameSentTimestamp,
+	}
+	for ctx.Err() == nil {
+		n, err := r.slots.acquireUpTo(ctx, cfg.MaxMessages)
+		if err != nil {
+			return nil
+		}
+		out, err := r.e.client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+			QueueUrl:                    &r.q.URL,
+			MaxNumberOfMessages:         int32(n),
+			WaitTimeSeconds:             int32(cfg.WaitTime / time.Second),
+			VisibilityTimeout:           int32(cfg.VisibilityTimeout / time.Second),
+			MessageSystemAttributeNames: attrs,
+			MessageAttributeNames:       []string{"All"},
+		}, noRetry)
+		if err != nil {
+			r.slots.release(n)
+			if ctx.Err() != nil {
+				return nil
+			}
+			c.Errors.Add(1)
+			if queueGone(err) {
+				return queueError(r.e.cfg.Queue, r.e.cfg.Service, r.e.cfg.Region, err)
+			}
+			wait := bo.next()
+			r.log.Warn("sqs receive failed, backing off", "err", err, "backoff", wait.Round(time.Millisecond))
+			if !sleep(ctx, wait) {
+				return nil
+			}
+			continue
+		}
+		bo.reset()
+		c.Receives.Add(1)
+		got := time.Now()
+		r.slots.release(n - len(out.Messages))
+		for _, sm := range out.Messages {
+			m := newMessage(sm)
+			c.Received.Add(1)
+			// Renewal starts now, not when a worker takes the message:
+			// a message waiting for a busy worker is in flight too.
+			r.ext.add(m, got)
+			r.dispatch(m)
+		}
+	}
+	return nil
+}
+
+// noRetry turns the SDK's own retries off for receives: the engine backs
+// off itself, and SDK retries would multiply the requests of an outage.
+func noRetry(o *sqs.Options) { o.RetryMaxAttempts = 1 }
+
+func (r *run) dispatch(m Message) {
+	if m.GroupID == "" {
+		r.shared <- m
+		return
+	}
+	h := fnv.New32a()
+	h.Write([]byte(m.GroupID))
+	r.lanes[h.Sum32()%uint32(len(r.lanes))] <- m
+}
+
+func (r *run) worker(lane chan Message) {
+	shared := r.shared
+	for lane != nil || shared != nil {
+		select {
+		case m, ok := <-lane:
+			if !ok {
+				lane = nil
+				continue
+			}
+			r.handle(m)
+		case m, ok := <-shared:
+			if !ok {
+				shared = nil
+				continue
+			}
+			r.handle(m)
+		}
+	}
+}
+
+// handle runs the handler for one message. Its fate is decided when the
+// batch settles, not here: the worker moves on at once.
+func (r *run) handle(m Message) {
+	if r.workCtx.Err() != nil {
+		// The grace period is over: leave the message to reappear.
+		r.ext.remove(m.ReceiptHandle)
+		r.slots.release(1)
+		return
+	}
+	var herr error
+	b := pipeline.NewBatch(func(res pipeline.Result) {
+		s := settled{m: m, ok: res.OK() && herr == nil, err: herr}
+		switch {
+		case herr != nil:
+			s.why = herr.Error()
+		case !res.OK():
+			s.why = fmt.Sprintf("%d of %d event deliveries failed", res.Failed, res.Failed+res.Delivered)
+		}
+		r.ext.remove(m.ReceiptHandle)
+		// Never blocks: one entry per slot, and the channel has a place
+		// for every slot. After Run has returned nobody reads it, and the
+		// message reappears after its visibility timeout.
+		r.fates <- s
+	})
+	herr = r.callHandler(m, b)
+	b.Close()
+}
+
+func (r *run) callHandler(m Message, b *pipeline.Batch) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("handler panic: %v\n%s", p, debug.Stack())
+		}
+	}()
+	return r.e.handler.Handle(r.workCtx, m, b, r.out)
+}
+
+func (r *run) cycles(stop <-chan struct{}) {
+	c := &r.e.counters
+	t := time.NewTicker(r.e.cfg.CycleInterval)
+	defer t.Stop()
+	start := time.Now()
+	var last [6]int64
+	report := func() {
+		now := time.Now()
+		cur := [6]int64{c.Receives.Load(), c.Received.Load(), c.Deleted.Load(), c.Returned.Load(), c.Poison.Load(), c.Errors.Load()}
+		if r.e.cfg.OnCycle != nil {
+			r.e.cfg.OnCycle(Cycle{
+				Start: start, Elapsed: now.Sub(start),
+				Receives: cur[0] - last[0], Received: cur[1] - last[1], Deleted: cur[2] - last[2],
+				Returned: cur[3] - last[3], Poison: cur[4] - last[4], Errors: cur[5] - last[5],
+				InFlight: r.slots.used(),
+			})
+		}
+		last, start = cur, now
+	}
+	// The first totals are those at the start of this run.
+	last = [6]int64{c.Receives.Load(), c.Received.Load(), c.Deleted.Load(), c.Returned.Load(), c.Poison.Load(), c.Errors.Load()}
+	for {
+		select {
+		case <-t.C:
+			report()
+		case <-stop:
+			report()
+			return
+		}
+	}
+}
+
+// sleep waits d or until ctx ends; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
