@@ -18,9 +18,9 @@ const inputPath = "inputs.aws"
 // APIs is the set of AWS APIs an endpoint override may name.
 var APIs = []string{"sqs", "s3", "sts", "cloudtrail", "cloudwatch", "logs", "guardduty"}
 
-// regionName accepts the AWS region code forms: us-east-1, eu-central-2,
+// regionName accepts AWS region codes (us-east-1, eu-central-2, ap-southeast-7,
 // us-gov-west-1, cn-north-1, us-iso-east-1, us-isob-east-1.
-var regionName = regexp.MustCompile(`^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$`)
+var regionName = regexp.MustCompile(`^[a-z]{2}(-gov|-iso[a-z]?)?-(east|west|north|south|central|northeast|southeast|northwest|southwest)-\d{1,2}$`)
 
 var environmentName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 

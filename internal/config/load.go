@@ -411,6 +411,7 @@ func (d *decoder) output(name string, v *value) *Output {
 		t := strings.ToUpper(tv.s)
 		if tv.kind != kString || t != "SSL" && t != "TCP" {
 			d.add(newError("P19", cp+".type", "name", name, "key", "type", "value", tv.s, "allowed", quoteList([]string{"SSL", "TCP"})))
+			o.Transport = "" // unknown: which files are needed cannot be said
 		} else {
 			o.Transport = t
 		}
@@ -424,6 +425,7 @@ func (d *decoder) output(name string, v *value) *Output {
 		if o.Transport != "SSL" || chain == "" || cert == "" || key == "" {
 			d.add(newError("P16", cp))
 		}
+	case o.Transport == "":
 	case o.Transport == "SSL" && typ == OutputRelay:
 		for _, f := range [][2]string{{"chain", chain}, {"cert", cert}, {"key", key}} {
 			if f[1] == "" {
