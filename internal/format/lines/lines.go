@@ -17,8 +17,9 @@ const DefaultMaxLine = 1 << 20
 
 const initialBuffer = 64 << 10
 
-// ErrTooLong: a line is longer than the cap. The reader skips the rest of
-// that line, so the next call returns the line after it.
+// ErrTooLong: a line is longer than the cap (measured without its LF or CR
+// LF terminator). The reader skips the rest of that line, so the next call
+// returns the line after it.
 var ErrTooLong = errors.New("line longer than the cap")
 
 // Error locates an error at a 1-based line number. It unwraps to ErrTooLong
@@ -76,10 +77,10 @@ func (r *Reader) Next() ([]byte, error) {
 				continue
 			}
 			r.line++
-			if line = trimCR(line); len(line) > r.max {
+			if contentLen(line) > r.max {
 				return nil, &Error{Err: ErrTooLong, Line: r.line}
 			}
-			return line, nil
+			return trimCR(line), nil
 		}
 		r.scanned = r.end
 		if r.eof {
@@ -88,13 +89,13 @@ func (r *Reader) Next() ([]byte, error) {
 				r.err = io.EOF
 				return nil, io.EOF
 			}
-			line := trimCR(r.buf[r.pos:r.end])
+			line := r.buf[r.pos:r.end]
 			r.pos = r.end
 			r.line++
-			if len(line) > r.max {
+			if contentLen(line) > r.max {
 				return nil, &Error{Err: ErrTooLong, Line: r.line}
 			}
-			return line, nil
+			return trimCR(line), nil
 		}
 		if err := r.fill(); err != nil {
 			return nil, err
@@ -134,6 +135,16 @@ func (r *Reader) fill() error {
 		return r.err
 	}
 	return nil
+}
+
+// contentLen is the length a line is measured by against the cap: its bytes
+// before LF, less one CR of a CRLF terminator. (Further trailing CRs are
+// stripped from the result but count, so the buffer bound holds.)
+func contentLen(raw []byte) int {
+	if n := len(raw); n > 0 && raw[n-1] == '\r' {
+		return n - 1
+	}
+	return len(raw)
 }
 
 func trimCR(b []byte) []byte {

@@ -55,6 +55,10 @@ func (r *Reader) readHeader() {
 	r.started = true
 	for {
 		line, err := r.lines.Next()
+		if errors.Is(err, lines.ErrTooLong) {
+			r.err = fmt.Errorf("%w: %v", ErrNoHeader, err)
+			return
+		}
 		if err != nil {
 			r.err = err
 			return
