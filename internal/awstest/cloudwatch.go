@@ -243,7 +243,7 @@ func validPeriod(p int32) bool {
 
 // bucket is one period's statistics.
 type bucket struct {
-	start                     time.Time
+	start                      time.Time
 	count, sum, minVal, maxVal float64
 }
 
