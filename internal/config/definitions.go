@@ -296,6 +296,7 @@ func checkDefinition(name string, def any, section string) Errors {
 		// generic one, so its rows check the tag of S3+SQS definitions.
 		c.tagBase("A3", "A4", "A5", "A6")
 		c.str("event_type_default", "A7", "A8")
+		c.regex("start_time_regex", "B3", "B4", "B5", false)
 		c.s3Part()
 	case "CB", "C", "G":
 		c.tagBase("C3", "C4", "C5", "C6")
@@ -401,9 +402,9 @@ func (c *defChecker) processorMapping() {
 	}
 }
 
-// s3Part checks the S3+SQS rows of section B (B3–B15).
+// s3Part checks the S3+SQS rows of section B (B6–B15). start_time_regex
+// (B3–B5) is checked by the caller: CloudTrail checks it once, with C rows.
 func (c *defChecker) s3Part() {
-	c.regex("start_time_regex", "B3", "B4", "B5", false)
 	switch v := c.props["sqs_s3_processor"].(type) {
 	case nil:
 		c.fail("B6", "sqs_s3_processor")
