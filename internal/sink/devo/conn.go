@@ -1,0 +1,144 @@
+package devo
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// errServerData is a read result carrying bytes: Devo never sends
+// application data, so anything read ends the connection.
+var errServerData = errors.New("server sent unexpected data")
+
+// conn is one connection and its background reader (devo-output.md §15.3).
+type conn struct {
+	nc    net.Conn
+	start time.Time
+	gzip  bool
+
+	// dead is cancelled by the reader on any read result, or by the worker
+	// on a write error or a close.
+	dead   context.Context
+	kill   context.CancelFunc
+	deadAt atomic.Int64 // unix nanoseconds of the first sign of death; 0 while alive
+	err    atomic.Pointer[error]
+
+	readerDone chan struct{}
+	lastWrite  time.Time
+	settled    bool // at least one event settled on it
+	healthy    bool // passed the start-up probe
+}
+
+// die records why and when the connection ended (first caller wins).
+func (c *conn) die(err error) {
+	if c.deadAt.CompareAndSwap(0, time.Now().UnixNano()) {
+		c.err.Store(&err)
+	}
+	c.kill()
+}
+
+// cause is the recorded reason of death, or nil.
+func (c *conn) cause() error {
+	if p := c.err.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// aliveAt reports whether the connection was alive at t.
+func (c *conn) aliveAt(t int64) bool {
+	d := c.deadAt.Load()
+	return d == 0 || t <= d
+}
+
+func (c *conn) read() {
+	defer close(c.readerDone)
+	var b [256]byte
+	n, err := c.nc.Read(b[:])
+	if err == nil && n > 0 {
+		err = fmt.Errorf("%w (%d bytes)", errServerData, n)
+	}
+	c.die(err)
+}
+
+// dial opens a connection, completes the TLS handshake and starts the
+// reader. A certificate alert during the handshake (TLS 1.2) is an
+// *AuthError.
+func (s *Sender) dial(ctx context.Context, gz bool) (*conn, error) {
+	addr := net.JoinHostPort(s.opts.Address, strconv.Itoa(s.opts.Port))
+	dctx, cancel := context.WithTimeout(ctx, s.opts.ConnectTimeout)
+	defer cancel()
+	var d net.Dialer
+	nc, err := d.DialContext(dctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", addr, err)
+	}
+	if s.tls != nil {
+		tc := tls.Client(nc, s.tls)
+		if err := tc.HandshakeContext(dctx); err != nil {
+			nc.Close()
+			if alert, ok := certAlert(err); ok {
+				return nil, s.authError(alert)
+			}
+			return nil, fmt.Errorf("tls handshake with %s: %w", addr, err)
+		}
+		nc = tc
+	}
+	c := &conn{nc: nc, start: time.Now(), gzip: gz, readerDone: make(chan struct{})}
+	c.lastWrite = c.start
+	// dead also ends with ctx, so a wait on it wakes for shutdown too.
+	c.dead, c.kill = context.WithCancel(ctx)
+	go c.read()
+	return c, nil
+}
+
+func (s *Sender) authError(alert string) *AuthError {
+	return &AuthError{Address: s.opts.Address, Port: s.opts.Port, Alert: alert, Cert: s.opts.Cert, Key: s.opts.Key}
+}
+
+// probeFailure classifies the death of a connection inside its start-up
+// probe: a certificate alert is an *AuthError, anything else a plain error.
+func (s *Sender) probeFailure(c *conn) error {
+	err := c.cause()
+	if alert, ok := certAlert(err); ok {
+		return s.authError(alert)
+	}
+	return fmt.Errorf("connection to %s:%d closed during the start-up probe: %w", s.opts.Address, s.opts.Port, err)
+}
+
+// closeGracefully half-closes the write side (TLS close_notify, TCP FIN),
+// waits for the server's EOF up to the sending timeout, then closes
+// (devo-output.md §7). It runs in the background, tracked by s.bg.
+func (s *Sender) closeGracefully(c *conn) {
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		_ = c.nc.SetWriteDeadline(time.Now().Add(s.opts.SendingTimeout))
+		type closeWriter interface{ CloseWrite() error }
+		if cw, ok := c.nc.(closeWriter); ok {
+			_ = cw.CloseWrite()
+		}
+		t := time.NewTimer(s.opts.SendingTimeout)
+		select {
+		case <-c.readerDone:
+		case <-t.C:
+		case <-s.stopBg:
+		}
+		t.Stop()
+		c.die(errors.New("closed by the collector"))
+		c.nc.Close()
+		<-c.readerDone
+	}()
+}
+
+// closeNow closes at once (the connection is already dead or unwanted).
+func (c *conn) closeNow(reason error) {
+	c.die(reason)
+	c.nc.Close()
+	<-c.readerDone
+}

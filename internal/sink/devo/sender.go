@@ -1,0 +1,524 @@
+// Package devo is the network output shared by devo_platform (mutual TLS,
+// Devo line), relay (Devo line over TLS or TCP) and syslog, sidecar and
+// in_house_relay (RFC 3164 over TCP or TLS); see docs/outputs.md and
+// devo-output.md.
+//
+// A Sender runs Options.Connections workers. Each owns one connection at a
+// time and takes events from the same pipeline.Queue only while it can
+// send, so an output that is down becomes backpressure. An event is settled
+// Delivered when its bytes were written and the connection was still alive
+// AckSettle later, or when it was durably spooled; events written to a
+// connection that died inside that window are resent on the next one.
+package devo
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/wire"
+)
+
+// Sender is one network output. It implements pipeline.Sink.
+type Sender struct {
+	opts Options
+	log  *slog.Logger
+	tls  *tls.Config
+	enc  wire.Encoder
+
+	in      atomic.Pointer[pipeline.Queue]
+	pool    pool
+	sampler sampler
+
+	replaying  atomic.Bool
+	replayDone chan struct{}
+
+	everHealthy atomic.Bool // some connection passed the start-up probe
+	up          atomic.Int32
+	connects    atomic.Int64
+
+	sent    atomic.Int64
+	spooled atomic.Int64
+	statsMu sync.Mutex
+	lastAt  time.Time
+	lastN   int64
+
+	bg     sync.WaitGroup
+	stopBg chan struct{}
+	ran    atomic.Bool
+}
+
+// New checks the options and loads the TLS files; it touches no network.
+// Errors name the file at fault.
+func New(opts Options) (*Sender, error) {
+	opts.fill()
+	if opts.Address == "" {
+		return nil, errors.New("output address is empty")
+	}
+	if opts.Port <= 0 || opts.Port > 65535 {
+		return nil, fmt.Errorf("output port %d is out of range 1-65535", opts.Port)
+	}
+	s := &Sender{
+		opts:       opts,
+		enc:        wire.NewEncoder(opts.Format, opts.Hostname),
+		replayDone: make(chan struct{}),
+		stopBg:     make(chan struct{}),
+		lastAt:     time.Now(),
+	}
+	s.log = opts.Logger.With("output", opts.Name, "address", opts.Address, "port", opts.Port)
+	s.pool.notify = make(chan struct{}, 1)
+	if opts.TLS {
+		cfg, err := tlsConfig(&s.opts)
+		if err != nil {
+			return nil, fmt.Errorf("output %s: %w", opts.Name, err)
+		}
+		s.tls = cfg
+		if !opts.CheckHostname {
+			s.log.Warn("server hostname verification is off; only the certificate chain is verified", "check_hostname", false)
+		}
+	}
+	return s, nil
+}
+
+// Check opens one connection and holds it through the start-up probe. It
+// returns an *AuthError when the server rejects the client certificate (the
+// caller treats that as fatal at process start), another error when the
+// output cannot be reached, and nil when a connection stayed healthy for
+// ProbeTimeout.
+func (s *Sender) Check(ctx context.Context) error {
+	c, err := s.dial(ctx, false)
+	if err != nil {
+		return err
+	}
+	t := time.NewTimer(s.opts.ProbeTimeout)
+	defer t.Stop()
+	select {
+	case <-c.dead.Done():
+	case <-t.C:
+	}
+	if err := ctx.Err(); err != nil {
+		c.closeNow(err)
+		return err
+	}
+	if c.deadAt.Load() != 0 {
+		c.closeNow(nil)
+		return s.probeFailure(c)
+	}
+	s.everHealthy.Store(true)
+	c.closeNow(errors.New("check done"))
+	return nil
+}
+
+// item is an event and where its fate goes: the queue, or a spool replay
+// chunk.
+type item struct {
+	ev *pipeline.Event
+	rc *replayChunk
+}
+
+type replayChunk struct {
+	left   atomic.Int64
+	failed atomic.Int64
+	done   chan struct{}
+}
+
+func (s *Sender) settle(it item, f pipeline.Fate) {
+	if it.rc != nil {
+		if f != pipeline.Delivered {
+			it.rc.failed.Add(1)
+		}
+		if it.rc.left.Add(-1) == 0 {
+			close(it.rc.done)
+		}
+		return
+	}
+	s.in.Load().Settle(it.ev, f)
+}
+
+// Run implements pipeline.Sink. Spooled events are sent first; then the
+// workers take from in until it is closed and drained, or ctx ends. What is
+// still unsent at the end is spooled (Delivered) or, without a spool or when
+// spooling fails, settled Failed. Run returns an *AuthError if the client
+// certificate is rejected before any connection ever became healthy.
+func (s *Sender) Run(ctx context.Context, in *pipeline.Queue) error {
+	if !s.ran.CompareAndSwap(false, true) {
+		return errors.New("devo sender: Run called twice")
+	}
+	s.in.Store(in)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var aux sync.WaitGroup
+	if s.opts.Spool != nil && s.opts.Spool.Len() > 0 {
+		s.replaying.Store(true)
+		aux.Add(1)
+		go func() {
+			defer aux.Done()
+			s.replay(runCtx)
+		}()
+	} else {
+		close(s.replayDone)
+	}
+	if s.opts.Spool != nil {
+		aux.Add(1)
+		go func() {
+			defer aux.Done()
+			s.spoolWhileDown(runCtx, in)
+		}()
+	}
+
+	var (
+		wg    sync.WaitGroup
+		errMu sync.Mutex
+		fatal error
+	)
+	for i := range s.opts.Connections {
+		w := s.newWorker(i, in)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := w.run(runCtx); err != nil {
+				errMu.Lock()
+				if fatal == nil {
+					fatal = err
+				}
+				errMu.Unlock()
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	cancel()
+	aux.Wait()
+	close(s.stopBg)
+	s.bg.Wait()
+	s.finish(in)
+	return fatal
+}
+
+// finish gives a fate to everything left: held by workers (now in the
+// pool) or still queued. Replayed events are already in the spool and only
+// end their chunk.
+func (s *Sender) finish(in *pipeline.Queue) {
+	var evs []*pipeline.Event
+	var left []item
+	for _, it := range s.pool.takeAll() {
+		if it.rc != nil {
+			s.settle(it, pipeline.Failed)
+			continue
+		}
+		left = append(left, it)
+	}
+	for _, ev := range in.TryGet(nil, 1<<30) {
+		left = append(left, item{ev: ev})
+	}
+	if len(left) == 0 {
+		return
+	}
+	fate := pipeline.Failed
+	if s.opts.Spool != nil {
+		for _, it := range left {
+			evs = append(evs, it.ev)
+		}
+		if err := s.opts.Spool.Append(evs); err != nil {
+			s.log.Error("spool unsent events at shutdown failed", "events", len(evs), "err", err)
+		} else {
+			fate = pipeline.Delivered
+			s.spooled.Add(int64(len(evs)))
+			s.log.Info("spooled unsent events at shutdown", "events", len(evs))
+		}
+	} else {
+		s.log.Warn("events unsent at shutdown and no spool", "events", len(left))
+	}
+	for _, it := range left {
+		s.settle(it, fate)
+	}
+}
+
+// replay sends the spool's events before anything from the queue. A chunk
+// is removed from the spool only when every event of it was delivered.
+func (s *Sender) replay(ctx context.Context) {
+	defer func() {
+		s.replaying.Store(false)
+		close(s.replayDone)
+	}()
+	n := s.opts.Spool.Len()
+	s.log.Info("replaying spooled events", "events", n)
+	err := s.opts.Spool.Replay(ctx, func(evs []*pipeline.Event) error {
+		if len(evs) == 0 {
+			return nil
+		}
+		rc := &replayChunk{done: make(chan struct{})}
+		rc.left.Store(int64(len(evs)))
+		items := make([]item, len(evs))
+		for i, ev := range evs {
+			items[i] = item{ev: ev, rc: rc}
+		}
+		s.pool.push(items)
+		select {
+		case <-rc.done:
+			if f := rc.failed.Load(); f > 0 {
+				return fmt.Errorf("%d replayed events not delivered", f)
+			}
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	if err != nil && ctx.Err() == nil {
+		s.log.Error("spool replay failed; the rest stays spooled", "err", err)
+		return
+	}
+	if err == nil {
+		s.log.Info("spool replay done", "events", n)
+	}
+}
+
+// spoolWhileDown moves events from the queue to the spool while no
+// connection works and the queue has stayed full for SpoolAfter, so the
+// sources keep moving during a long outage. Spooled events are Delivered.
+func (s *Sender) spoolWhileDown(ctx context.Context, in *pipeline.Queue) {
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	var fullSince time.Time
+	var buf []*pipeline.Event
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if !s.down() || !s.queueFull(in) {
+			fullSince = time.Time{}
+			continue
+		}
+		if fullSince.IsZero() {
+			fullSince = time.Now()
+		}
+		if time.Since(fullSince) < s.opts.SpoolAfter {
+			continue
+		}
+		total := 0
+		for s.down() && s.queueAbove(in, 0.5) && ctx.Err() == nil {
+			buf = in.TryGet(buf, 1024)
+			if len(buf) == 0 {
+				break
+			}
+			if err := s.opts.Spool.Append(buf); err != nil {
+				s.log.Error("spool events while the output is down failed", "events", len(buf), "err", err)
+				items := make([]item, len(buf))
+				for i, ev := range buf {
+					items[i] = item{ev: ev}
+				}
+				s.pool.push(items)
+				break
+			}
+			for _, ev := range buf {
+				in.Settle(ev, pipeline.Delivered)
+			}
+			total += len(buf)
+		}
+		if total > 0 {
+			s.spooled.Add(int64(total))
+			s.log.Warn("output down with a full queue; events spooled", "events", total)
+		}
+	}
+}
+
+// down reports whether no worker can send now.
+func (s *Sender) down() bool { return s.up.Load() == 0 }
+
+func (s *Sender) fill(in *pipeline.Queue) float64 {
+	msgs, bytes := in.Depth()
+	r := 0.0
+	if s.opts.QueueMaxMessages > 0 {
+		r = float64(msgs) / float64(s.opts.QueueMaxMessages)
+	}
+	if s.opts.QueueMaxBytes > 0 {
+		r = max(r, float64(bytes)/float64(s.opts.QueueMaxBytes))
+	}
+	if s.opts.QueueMaxMessages <= 0 && s.opts.QueueMaxBytes <= 0 && msgs > 0 {
+		return -1 // unknown bounds: non-empty
+	}
+	return r
+}
+
+// queueFull: at 90 % of either bound (an event may not fit exactly), or
+// non-empty when the bounds are unknown.
+func (s *Sender) queueFull(in *pipeline.Queue) bool { return s.queueAbove(in, 0.9) }
+
+func (s *Sender) queueAbove(in *pipeline.Queue, ratio float64) bool {
+	f := s.fill(in)
+	return f < 0 || f >= ratio
+}
+
+// Stats is a snapshot of the sender for the statistics log line.
+type Stats struct {
+	Available   int   // connections that can send now
+	Connections int   // configured concurrent connections
+	QueueSize   int64 // events waiting in the output's queue
+	Total       int64 // events delivered over the network since start
+	SinceLast   int64 // of which since the previous snapshot
+	Spooled     int64 // events delivered to the spool since start
+	Since, At   time.Time
+}
+
+// Stats returns a snapshot and starts a new "since last" window.
+func (s *Sender) Stats() Stats {
+	s.statsMu.Lock()
+	defer s.statsMu.Unlock()
+	now := time.Now()
+	total := s.sent.Load()
+	st := Stats{
+		Available:   int(s.up.Load()),
+		Connections: s.opts.Connections,
+		Total:       total,
+		SinceLast:   total - s.lastN,
+		Spooled:     s.spooled.Load(),
+		Since:       s.lastAt,
+		At:          now,
+	}
+	if in := s.in.Load(); in != nil {
+		st.QueueSize, _ = in.Depth()
+	}
+	s.lastAt, s.lastN = now, total
+	return st
+}
+
+// pool holds events taken but not sent: resends from dead connections of
+// exiting workers, spool replays, and events the spool refused.
+type pool struct {
+	mu     sync.Mutex
+	items  []item
+	n      atomic.Int64
+	notify chan struct{}
+}
+
+func (p *pool) push(items []item) {
+	p.mu.Lock()
+	p.items = append(p.items, items...)
+	p.n.Store(int64(len(p.items)))
+	p.mu.Unlock()
+	select {
+	case p.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (p *pool) take(dst []item, max int) []item {
+	if p.n.Load() == 0 {
+		return dst
+	}
+	p.mu.Lock()
+	n := min(max, len(p.items))
+	dst = append(dst, p.items[:n]...)
+	rest := copy(p.items, p.items[n:])
+	clear(p.items[rest:])
+	p.items = p.items[:rest]
+	p.n.Store(int64(rest))
+	more := rest > 0
+	p.mu.Unlock()
+	if more {
+		select {
+		case p.notify <- struct{}{}:
+		default:
+		}
+	}
+	return dst
+}
+
+func (p *pool) takeAll() []item {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := p.items
+	p.items = nil
+	p.n.Store(0)
+	return out
+}
+
+// sampler keeps the last 1000 queue fill samples for gzip activation
+// (devo-output.md §6).
+type sampler struct {
+	mu   sync.Mutex
+	ring [1000]float64
+	n    int
+	i    int
+	sum  float64
+}
+
+func (m *sampler) add(v float64) {
+	m.mu.Lock()
+	if m.n == len(m.ring) {
+		m.sum -= m.ring[m.i]
+	} else {
+		m.n++
+	}
+	m.ring[m.i] = v
+	m.sum += v
+	m.i = (m.i + 1) % len(m.ring)
+	m.mu.Unlock()
+}
+
+func (m *sampler) mean() (float64, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.n == 0 {
+		return 0, false
+	}
+	return m.sum / float64(m.n), true
+}
+
+// wantGzip applies the threshold rule of devo-output.md §6.
+func (s *Sender) wantGzip() bool {
+	t := s.opts.GzipThreshold
+	if t < 0 {
+		return true
+	}
+	if t > 1 {
+		return false
+	}
+	m, ok := s.sampler.mean()
+	return ok && m >= t
+}
+
+// backoff is capped exponential backoff with full jitter; after retries
+// attempts it stays at the cap (devo-output.md §15.5).
+type backoff struct {
+	initial, max time.Duration
+	retries      int
+	attempt      int
+}
+
+func (b *backoff) next() time.Duration {
+	b.attempt++
+	d := b.max
+	if b.attempt <= b.retries {
+		d = b.initial
+		for i := 1; i < b.attempt && d < b.max; i++ {
+			d *= 2
+		}
+		d = min(d, b.max)
+	}
+	return time.Duration(rand.Int64N(int64(d))) + 1
+}
+
+func (b *backoff) reset() { b.attempt = 0 }
+
+// wait sleeps d unless ctx ends first; it reports whether d passed.
+func wait(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

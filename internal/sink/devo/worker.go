@@ -1,0 +1,476 @@
+package devo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+
+	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
+)
+
+// flight is an event written to the current connection, waiting for its
+// settle deadline (unix nanoseconds).
+type flight struct {
+	it       item
+	deadline int64
+}
+
+// worker owns one connection at a time and moves events from the pool and
+// the queue onto it.
+type worker struct {
+	s   *Sender
+	in  *pipeline.Queue
+	log *slog.Logger
+
+	c        *conn
+	pending  []item // taken, not yet encoded
+	buf      []byte // encoded lines: the write buffer, or the next gzip member
+	bufItems []item // the events in buf
+	bufSince time.Time
+	inflight []flight // written, not yet settled; deadlines ascend
+	head     int
+	evs      []*pipeline.Event
+
+	zbuf bytes.Buffer
+	zw   *gzip.Writer
+
+	connectBO, sendBO backoff
+	delay             time.Duration // wait before the next dial
+	up                bool
+	closed            bool // the queue is closed
+}
+
+func (s *Sender) newWorker(id int, in *pipeline.Queue) *worker {
+	w := &worker{
+		s:         s,
+		in:        in,
+		log:       s.log.With("connection", id),
+		buf:       make([]byte, 0, s.opts.BufferSize+4096),
+		connectBO: backoff{initial: s.opts.ConnectBackoffInitial, max: s.opts.ConnectBackoffMax, retries: s.opts.ConnectRetries},
+		sendBO:    backoff{initial: s.opts.SendBackoffInitial, max: s.opts.SendBackoffMax, retries: s.opts.SendRetries},
+	}
+	w.setUp(true)
+	return w
+}
+
+func (w *worker) setUp(v bool) {
+	if w.up == v {
+		return
+	}
+	w.up = v
+	if v {
+		w.s.up.Add(1)
+	} else {
+		w.s.up.Add(-1)
+	}
+}
+
+// run sends until the queue is closed and drained (nil) or ctx ends (nil),
+// or returns the *AuthError that makes the output unusable at start-up.
+func (w *worker) run(ctx context.Context) (err error) {
+	defer func() { w.exit(ctx) }()
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		now := time.Now()
+		if w.c != nil {
+			if w.c.deadAt.Load() != 0 {
+				if err := w.lost(); err != nil {
+					return err
+				}
+				continue
+			}
+			w.settleDue(now)
+			if w.c.gzip && len(w.bufItems) > 0 && now.Sub(w.bufSince) >= w.s.opts.GzipFlushInterval {
+				w.flush()
+				continue
+			}
+		}
+		if len(w.pending) == 0 {
+			w.pending = w.s.pool.take(w.pending, w.s.opts.BatchSize)
+		}
+		if len(w.pending) == 0 && !w.s.replaying.Load() && !w.closed {
+			w.take(false, ctx)
+		}
+		if len(w.pending) == 0 {
+			if w.c != nil && len(w.bufItems) > 0 && (!w.c.gzip || w.closed) {
+				w.flush() // idle: nothing more to add to this write
+				continue
+			}
+			if w.closed && !w.s.replaying.Load() && w.s.pool.n.Load() == 0 && (w.c == nil || w.head == len(w.inflight)) {
+				return nil
+			}
+			w.wait(ctx)
+			continue
+		}
+		if err := w.connect(ctx, now); err != nil {
+			return err
+		}
+		if w.c != nil {
+			w.encode()
+		}
+	}
+}
+
+// take moves a batch from the queue into pending; with block it waits
+// until something arrives, a deadline of the connection passes, the
+// connection dies or ctx ends.
+func (w *worker) take(block bool, ctx context.Context) {
+	var err error
+	if !block {
+		w.evs = w.in.TryGet(w.evs, w.s.opts.BatchSize)
+	} else {
+		wctx := ctx
+		if w.c != nil {
+			wctx = w.c.dead
+		}
+		if d, ok := w.nextDeadline(); ok {
+			var cancel context.CancelFunc
+			wctx, cancel = context.WithDeadline(wctx, d)
+			defer cancel()
+		}
+		w.evs, err = w.in.Get(wctx, w.evs, w.s.opts.BatchSize)
+		if errors.Is(err, pipeline.ErrClosed) {
+			w.closed = true
+		}
+	}
+	if len(w.evs) == 0 {
+		return
+	}
+	if f := w.s.fill(w.in); f >= 0 {
+		w.s.sampler.add(f)
+	}
+	for i, ev := range w.evs {
+		w.pending = append(w.pending, item{ev: ev})
+		w.evs[i] = nil
+	}
+}
+
+// nextDeadline is the earliest time the worker must act without new
+// events: a settle deadline, the end of the probe, the gzip timer.
+func (w *worker) nextDeadline() (time.Time, bool) {
+	c := w.c
+	if c == nil {
+		return time.Time{}, false
+	}
+	var d time.Time
+	set := func(t time.Time) {
+		if d.IsZero() || t.Before(d) {
+			d = t
+		}
+	}
+	if w.head < len(w.inflight) {
+		set(time.Unix(0, w.inflight[w.head].deadline))
+	}
+	if !c.healthy {
+		set(c.start.Add(w.s.opts.ProbeTimeout))
+	}
+	if c.gzip && len(w.bufItems) > 0 {
+		set(w.bufSince.Add(w.s.opts.GzipFlushInterval))
+	}
+	return d, !d.IsZero()
+}
+
+// wait blocks until there is something to do.
+func (w *worker) wait(ctx context.Context) {
+	if !w.s.replaying.Load() && !w.closed {
+		w.take(true, ctx)
+		return
+	}
+	var dead <-chan struct{}
+	if w.c != nil {
+		dead = w.c.dead.Done()
+	}
+	var replayDone <-chan struct{}
+	if w.s.replaying.Load() {
+		replayDone = w.s.replayDone
+	}
+	var timer <-chan time.Time
+	if d, ok := w.nextDeadline(); ok {
+		t := time.NewTimer(time.Until(d))
+		defer t.Stop()
+		timer = t.C
+	}
+	select {
+	case <-ctx.Done():
+	case <-dead:
+	case <-timer:
+	case <-w.s.pool.notify:
+	case <-replayDone:
+	}
+}
+
+// connect makes sure a usable connection in the wanted mode exists,
+// retiring one that is idle, too old or in the other mode (devo-output.md
+// §7, §15.7). It returns only fatal errors; when ctx ends w.c stays nil.
+func (w *worker) connect(ctx context.Context, now time.Time) error {
+	gz := w.s.wantGzip()
+	if c := w.c; c != nil {
+		reason := ""
+		switch {
+		case c.gzip != gz:
+			reason = "compression mode switch"
+		case now.Sub(c.lastWrite) > w.s.opts.InactivityTimeout:
+			reason = "inactivity timeout"
+		case now.Sub(c.start) > w.s.opts.MaxConnectionAge:
+			reason = "maximum connection age"
+		}
+		if reason == "" {
+			return nil
+		}
+		w.log.Debug("reconnecting", "reason", reason)
+		if err := w.retire(ctx); err != nil {
+			return err
+		}
+		if w.c != nil || ctx.Err() != nil {
+			return nil
+		}
+	}
+	for {
+		if w.delay > 0 {
+			if !wait(ctx, w.delay) {
+				return nil
+			}
+			w.delay = 0
+		}
+		c, err := w.s.dial(ctx, gz)
+		if err == nil {
+			if w.zw == nil && gz {
+				w.zw, _ = gzip.NewWriterLevel(&w.zbuf, w.s.opts.GzipLevel)
+			}
+			w.c = c
+			w.s.connects.Add(1)
+			w.log.Debug("connected", "gzip", gz)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		w.setUp(false)
+		var ae *AuthError
+		if errors.As(err, &ae) {
+			if !w.s.everHealthy.Load() {
+				return err
+			}
+			w.delay = w.s.opts.ConnectBackoffMax
+			w.log.Error("client certificate rejected; retrying", "err", err, "retry_in", w.delay)
+			continue
+		}
+		w.delay = w.connectBO.next()
+		w.log.Warn("connect failed; retrying", "err", err, "retry_in", w.delay.Round(time.Millisecond))
+		if w.closed {
+			return nil // shutting down with the receiver down: let Run spool
+		}
+	}
+}
+
+// encode appends pending events to the buffer, writing whenever it fills.
+func (w *worker) encode() {
+	limit := w.s.opts.BufferSize
+	if w.c.gzip {
+		limit = w.s.opts.GzipBuffer
+	}
+	now := time.Now()
+	for i := 0; i < len(w.pending); i++ {
+		it := w.pending[i]
+		if len(w.bufItems) == 0 {
+			w.bufSince = now
+		}
+		w.buf = w.s.enc.Append(w.buf, now, it.ev.Tag, it.ev.Payload)
+		w.bufItems = append(w.bufItems, it)
+		if len(w.buf) > limit || (!w.c.gzip && len(w.buf) == limit) {
+			n := copy(w.pending, w.pending[i+1:])
+			clear(w.pending[n:])
+			w.pending = w.pending[:n]
+			w.flush()
+			return
+		}
+	}
+	clear(w.pending)
+	w.pending = w.pending[:0]
+}
+
+// flush writes the buffer (as one gzip member in gzip mode). On success
+// its events wait for their settle deadline; on failure the connection is
+// marked dead and lost() puts them back for a resend.
+func (w *worker) flush() bool {
+	c := w.c
+	if len(w.bufItems) == 0 {
+		return true
+	}
+	data := w.buf
+	if c.gzip {
+		w.zbuf.Reset()
+		w.zw.Reset(&w.zbuf)
+		_, _ = w.zw.Write(w.buf) // a bytes.Buffer does not fail
+		_ = w.zw.Close()
+		data = w.zbuf.Bytes()
+	}
+	_ = c.nc.SetWriteDeadline(time.Now().Add(w.s.opts.SendingTimeout))
+	if _, err := c.nc.Write(data); err != nil {
+		c.die(err)
+		return false
+	}
+	now := time.Now()
+	c.lastWrite = now
+	deadline := max(now.Add(w.s.opts.AckSettle).UnixNano(), c.start.Add(w.s.opts.ProbeTimeout).UnixNano())
+	for _, it := range w.bufItems {
+		w.inflight = append(w.inflight, flight{it: it, deadline: deadline})
+	}
+	clear(w.bufItems)
+	w.bufItems = w.bufItems[:0]
+	w.buf = w.buf[:0]
+	return true
+}
+
+// settleDue reports Delivered for every write the connection outlived by
+// AckSettle, and marks the connection healthy after the probe.
+func (w *worker) settleDue(now time.Time) {
+	c := w.c
+	t := now.UnixNano()
+	if !c.healthy && now.Sub(c.start) >= w.s.opts.ProbeTimeout && c.aliveAt(t) {
+		c.healthy = true
+		w.s.everHealthy.Store(true)
+		w.setUp(true)
+		w.connectBO.reset()
+	}
+	n := 0
+	for w.head < len(w.inflight) {
+		f := w.inflight[w.head]
+		if f.deadline > t || !c.aliveAt(f.deadline) {
+			break
+		}
+		w.s.settle(f.it, pipeline.Delivered)
+		w.inflight[w.head] = flight{}
+		w.head++
+		n++
+	}
+	if n > 0 {
+		w.s.sent.Add(int64(n))
+		c.settled = true
+		w.sendBO.reset()
+	}
+	if w.head == len(w.inflight) {
+		w.inflight = w.inflight[:0]
+		w.head = 0
+	}
+}
+
+// lost handles a dead connection: writes it outlived by AckSettle are
+// delivered, the rest go back in front of pending for a resend. It returns
+// an *AuthError when the certificate was rejected before any connection
+// of this output was ever healthy.
+func (w *worker) lost() error {
+	c := w.c
+	w.c = nil
+	cause := c.cause()
+	c.closeNow(cause)
+	deadAt := c.deadAt.Load()
+	w.settleDue(time.Unix(0, deadAt))
+	resend := make([]item, 0, len(w.inflight)-w.head+len(w.bufItems)+len(w.pending))
+	for _, f := range w.inflight[w.head:] {
+		resend = append(resend, f.it)
+	}
+	resend = append(resend, w.bufItems...)
+	resend = append(resend, w.pending...)
+	n := len(resend) - len(w.pending)
+	w.pending = resend
+	clear(w.inflight)
+	w.inflight, w.head = w.inflight[:0], 0
+	clear(w.bufItems)
+	w.bufItems, w.buf = w.bufItems[:0], w.buf[:0]
+
+	if !c.healthy {
+		w.setUp(false)
+		err := w.s.probeFailure(c)
+		var ae *AuthError
+		if errors.As(err, &ae) {
+			if !w.s.everHealthy.Load() {
+				return err
+			}
+			w.delay = w.s.opts.ConnectBackoffMax
+			w.log.Error("client certificate rejected; retrying", "err", err, "retry_in", w.delay)
+			return nil
+		}
+		w.delay = w.sendBO.next()
+		w.log.Warn("connection failed during the start-up probe; resending", "err", cause, "events", n, "retry_in", w.delay.Round(time.Millisecond))
+		return nil
+	}
+	if !c.settled {
+		w.delay = w.sendBO.next()
+	}
+	if n > 0 {
+		w.log.Warn("connection lost; resending unsettled events", "err", cause, "events", n, "retry_in", w.delay.Round(time.Millisecond))
+	} else {
+		w.log.Debug("connection closed by the server", "err", cause)
+	}
+	return nil
+}
+
+// retire ends a healthy connection on purpose: flush, let every write
+// settle, then close gracefully in the background.
+func (w *worker) retire(ctx context.Context) error {
+	if !w.flush() {
+		return w.lost()
+	}
+	for {
+		c := w.c
+		if ctx.Err() != nil {
+			return nil
+		}
+		if c.deadAt.Load() != 0 {
+			return w.lost()
+		}
+		w.settleDue(time.Now())
+		if w.head == len(w.inflight) && c.healthy {
+			break
+		}
+		d, _ := w.nextDeadline()
+		t := time.NewTimer(time.Until(d))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-c.dead.Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	w.s.closeGracefully(w.c)
+	w.c = nil
+	return nil
+}
+
+// exit hands everything still held to the pool for the next worker or for
+// Run's final spool, and closes the connection.
+func (w *worker) exit(ctx context.Context) {
+	w.setUp(false)
+	if c := w.c; c != nil {
+		w.c = nil
+		if c.deadAt.Load() == 0 {
+			w.c = c
+			w.settleDue(time.Now())
+			w.c = nil
+		}
+		if ctx.Err() == nil && c.deadAt.Load() == 0 && w.head == len(w.inflight) && len(w.bufItems) == 0 {
+			w.s.closeGracefully(c)
+		} else {
+			c.closeNow(errors.New("output stopping"))
+		}
+	}
+	var held []item
+	for _, f := range w.inflight[w.head:] {
+		held = append(held, f.it)
+	}
+	held = append(held, w.bufItems...)
+	held = append(held, w.pending...)
+	w.inflight, w.bufItems, w.pending = nil, nil, nil
+	if len(held) > 0 {
+		w.s.pool.push(held)
+	}
+}
