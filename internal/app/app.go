@@ -1,0 +1,106 @@
+// Package app assembles the collector from a loaded configuration: logging,
+// stats, the state store, the outputs and one unit per (input, service,
+// region), and runs them with the pipeline's shutdown order.
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/stats"
+)
+
+// Version is the collector's version, set at build time with
+// -ldflags "-X .../internal/app.Version=…".
+var Version = "0.1.0-dev"
+
+// Run builds the collector from cfg and runs it until stop ends. Logs go to
+// stderr; console outputs write to stdout.
+func Run(stop context.Context, cfg *config.Config, stdout, stderr io.Writer) error {
+	log := newLogger(cfg, stderr)
+	log.Info("collector starting", "version", Version, "config", cfg.Path, "persistence", cfg.Globals.PersistenceDir)
+
+	if err := os.MkdirAll(cfg.Globals.PersistenceDir, 0o700); err != nil {
+		return fmt.Errorf("create persistence directory: %w", err)
+	}
+
+	reg := stats.NewRegistry()
+	var srv *stats.Server
+	if addr := cfg.Globals.MetricsListen; addr != "" {
+		srv = stats.NewServer(reg, log)
+		if err := srv.Start(addr); err != nil {
+			return fmt.Errorf("metrics listener %s: %w", addr, err)
+		}
+		log.Info("metrics listening", "addr", srv.Addr())
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(ctx)
+		}()
+	}
+
+	bg, stopBackground := context.WithCancel(context.Background())
+	defer stopBackground()
+	go stats.LogMemory(bg, log, 5*time.Minute)
+
+	store, err := state.Open(cfg.Globals.PersistenceDir)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	outs, closeOutputs, err := buildOutputs(stop, cfg, reg, log, stdout)
+	if err != nil {
+		return err
+	}
+	defer closeOutputs()
+
+	units, err := buildUnits(stop, cfg, store, reg, log)
+	if err != nil {
+		return err
+	}
+
+	p := pipeline.New(log, pipeline.Options{
+		UnitState: func(unit, state string, err error) {
+			switch state {
+			case "running":
+				reg.Health().Set(unit, stats.Running, "")
+			case "restarting":
+				reg.Health().Set(unit, stats.Degraded, err.Error())
+			case "stopped":
+				reg.Health().Remove(unit)
+			}
+		},
+	}, outs, units)
+	log.Info("collector started", "outputs", len(outs), "units", len(units))
+	err = p.Run(stop, context.Background())
+	stopBackground()
+	if err != nil {
+		log.Error("collector stopped with an error", "err", err)
+		return err
+	}
+	log.Info("collector stopped")
+	return nil
+}
+
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	level := slog.LevelInfo
+	if cfg.Globals.Debug {
+		level = slog.LevelDebug
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
+	if cfg.Globals.LogFormat == "json" {
+		h = slog.NewJSONHandler(w, opts)
+	} else {
+		h = slog.NewTextHandler(w, opts)
+	}
+	return slog.New(h)
+}

@@ -1,0 +1,61 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/devo-aws-collector/devo-aws-collector/internal/awsapi"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
+)
+
+// Env is what the units of one input share: one AWS session (one identity,
+// hence one account) and the process's state store.
+type Env struct {
+	Session *awsapi.Session
+	State   state.Store
+}
+
+// sessionOptions maps an input's configuration to the AWS session options.
+func sessionOptions(in *config.Input, log *slog.Logger) awsapi.Options {
+	region := "us-east-1"
+	if len(in.Regions) > 0 {
+		region = in.Regions[0]
+	}
+	return awsapi.Options{
+		InputID:           in.ID,
+		Mode:              credMode(in.Credentials.Mode),
+		AccessKey:         in.Credentials.AccessKey,
+		AccessSecret:      in.Credentials.AccessSecret,
+		BaseAssumeRole:    in.Credentials.BaseAssumeRole,
+		TargetAssumeRole:  in.Credentials.TargetAssumeRole,
+		ExternalID:        in.Credentials.ExternalID,
+		Region:            region,
+		EndpointURL:       in.EndpointURL,
+		Endpoints:         in.Endpoints,
+		S3ForcePathStyle:  in.S3ForcePathStyle,
+		RequestsPerSecond: in.RequestsPerSecond,
+		Logger:            log,
+	}
+}
+
+func credMode(m config.CredMode) awsapi.Mode {
+	switch m {
+	case config.CredKeys:
+		return awsapi.Keys
+	case config.CredKeysRole:
+		return awsapi.KeysRole
+	case config.CredCrossAccount:
+		return awsapi.CrossAccount
+	}
+	return awsapi.DefaultChain
+}
+
+func newEnv(ctx context.Context, in *config.Input, store state.Store, log *slog.Logger) (*Env, error) {
+	sess, err := awsapi.NewSession(ctx, sessionOptions(in, log.With("input", in.Name)))
+	if err != nil {
+		return nil, fmt.Errorf("input %s: AWS session: %w", in.Name, err)
+	}
+	return &Env{Session: sess, State: store}, nil
+}

@@ -1,0 +1,68 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/stats"
+)
+
+// Deps is what a service builder gets to make one unit's source.
+type Deps struct {
+	Config  *config.Config
+	Input   *config.Input
+	Service *config.Service
+	Region  string
+	Log     *slog.Logger // scoped with input, service, region
+	Stats   *stats.Unit
+	Env     *Env // shared per input: AWS session, account id, state store
+}
+
+// Builder makes the source of one (input, service, region) unit.
+type Builder func(ctx context.Context, d Deps) (pipeline.Source, error)
+
+// builders maps each service kind to its source. Adding a service is one
+// folder under internal/source plus one line here.
+var builders = map[config.ServiceKind]Builder{}
+
+// unitName is how logs and /healthz name a unit.
+func unitName(in *config.Input, svc *config.Service, region string) string {
+	return strings.Join([]string{in.Name, svc.Name, region}, "/")
+}
+
+func buildUnits(ctx context.Context, cfg *config.Config, store state.Store, reg *stats.Registry, log *slog.Logger) ([]pipeline.Unit, error) {
+	var units []pipeline.Unit
+	for _, in := range cfg.Inputs {
+		if !in.Enabled {
+			log.Info("input disabled", "input", in.Name)
+			continue
+		}
+		env, err := newEnv(ctx, in, store, log)
+		if err != nil {
+			return nil, err
+		}
+		for _, svc := range in.Services {
+			build, ok := builders[svc.Kind]
+			if !ok {
+				return nil, fmt.Errorf("service %q: this build of the collector does not implement %s services yet", svc.Name, svc.Kind)
+			}
+			for _, region := range svc.Regions {
+				ulog := log.With("input", in.Name, "service", svc.Name, "region", region)
+				src, err := build(ctx, Deps{
+					Config: cfg, Input: in, Service: svc, Region: region,
+					Log: ulog, Stats: reg.Unit(in.Name, svc.Name, region), Env: env,
+				})
+				if err != nil {
+					return nil, fmt.Errorf("service %q in %s: %w", svc.Name, region, err)
+				}
+				units = append(units, pipeline.Unit{Name: unitName(in, svc, region), Source: src})
+			}
+		}
+	}
+	return units, nil
+}
