@@ -72,7 +72,8 @@ type Options struct {
 	// DefaultRequestsPerSecond.
 	RequestsPerSecond float64
 	// HTTPClient replaces the SDK's client (which honours HTTP_PROXY,
-	// HTTPS_PROXY and NO_PROXY). Optional.
+	// HTTPS_PROXY, NO_PROXY and AWS_CA_BUNDLE). Optional; its own transport
+	// settings then apply instead.
 	HTTPClient *http.Client
 	// RetryMaxAttempts overrides the SDK's attempts per call when > 0.
 	RetryMaxAttempts int
@@ -126,9 +127,6 @@ func NewSession(ctx context.Context, o Options) (*Session, error) {
 	if o.Region != "" {
 		load = append(load, config.WithRegion(o.Region))
 	}
-	if o.HTTPClient != nil {
-		load = append(load, config.WithHTTPClient(o.HTTPClient))
-	}
 	if o.RetryMaxAttempts > 0 {
 		load = append(load, config.WithRetryMaxAttempts(o.RetryMaxAttempts))
 	}
@@ -145,6 +143,11 @@ func NewSession(ctx context.Context, o Options) (*Session, error) {
 	}
 	if cfg.Region == "" {
 		cfg.Region = defaultSTSRegion
+	}
+	if o.HTTPClient != nil {
+		// Set after loading: the loader refuses a plain *http.Client when
+		// AWS_CA_BUNDLE is set, and a caller's client owns its TLS settings.
+		cfg.HTTPClient = o.HTTPClient
 	}
 
 	s := &Session{

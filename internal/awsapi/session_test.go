@@ -2,10 +2,16 @@ package awsapi
 
 import (
 	"context"
+	"encoding/pem"
 	"errors"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -250,5 +256,47 @@ func TestAccountIDWaitsWithContext(t *testing.T) {
 	}
 	if n := len(f.CallsOf("GetCallerIdentity")); n != 1 {
 		t.Errorf("GetCallerIdentity calls = %d, want 1", n)
+	}
+}
+
+type countingTransport struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.mu.Lock()
+	c.n++
+	c.mu.Unlock()
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// TestSessionUsesHTTPClient: the caller's HTTP client carries both the
+// AssumeRole calls and the data calls.
+func TestSessionUsesHTTPClient(t *testing.T) {
+	f := newFakeSTS(t)
+	// A CA bundle in the environment must not stop a caller's client.
+	tlsSrv := httptest.NewTLSServer(http.NotFoundHandler())
+	defer tlsSrv.Close()
+	bundle := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(bundle, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsSrv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AWS_CA_BUNDLE", bundle)
+	rt := &countingTransport{}
+	s, err := NewSession(context.Background(), Options{
+		Mode: KeysRole, AccessKey: userKey, AccessSecret: userSecret, BaseAssumeRole: sameRole,
+		Region: "us-east-1", EndpointURL: f.URL, HTTPClient: &http.Client{Transport: rt},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AccountID(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.n != 2 || len(f.Calls()) != 2 {
+		t.Errorf("transport carried %d requests, STS saw %d; want 2 (AssumeRole, GetCallerIdentity)", rt.n, len(f.Calls()))
 	}
 }
