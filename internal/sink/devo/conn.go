@@ -5,9 +5,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -30,6 +32,7 @@ type conn struct {
 
 	readerDone chan struct{}
 	lastWrite  time.Time
+	tls13      bool // rejection of the client certificate comes after the handshake
 	settled    bool // at least one event settled on it
 	healthy    bool // passed the start-up probe
 }
@@ -90,6 +93,9 @@ func (s *Sender) dial(ctx context.Context, gz bool) (*conn, error) {
 		nc = tc
 	}
 	c := &conn{nc: nc, start: time.Now(), gzip: gz, readerDone: make(chan struct{})}
+	if tc, ok := nc.(*tls.Conn); ok {
+		c.tls13 = tc.ConnectionState().Version == tls.VersionTLS13
+	}
 	c.lastWrite = c.start
 	// dead also ends with ctx, so a wait on it wakes for shutdown too.
 	c.dead, c.kill = context.WithCancel(ctx)
@@ -102,11 +108,18 @@ func (s *Sender) authError(alert string) *AuthError {
 }
 
 // probeFailure classifies the death of a connection inside its start-up
-// probe: a certificate alert is an *AuthError, anything else a plain error.
+// probe. A certificate alert is an *AuthError. So is an EOF or a reset on a
+// TLS 1.3 connection: there the server checks the client certificate after
+// our handshake has finished, and some servers (rsyslog with GnuTLS) drop the
+// connection without an alert; nothing else makes a receiver end a fresh
+// connection before it was sent anything it could object to.
 func (s *Sender) probeFailure(c *conn) error {
 	err := c.cause()
 	if alert, ok := certAlert(err); ok {
 		return s.authError(alert)
+	}
+	if c.tls13 && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
+		return s.authError(fmt.Sprintf("connection closed by the server right after the TLS 1.3 handshake (%v)", err))
 	}
 	return fmt.Errorf("connection to %s:%d closed during the start-up probe: %w", s.opts.Address, s.opts.Port, err)
 }

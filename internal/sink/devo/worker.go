@@ -367,11 +367,11 @@ func (w *worker) settleDue(now time.Time) {
 // of this output was ever healthy.
 func (w *worker) lost() error {
 	c := w.c
-	w.c = nil
 	cause := c.cause()
 	c.closeNow(cause)
 	deadAt := c.deadAt.Load()
 	w.settleDue(time.Unix(0, deadAt))
+	w.c = nil
 	resend := make([]item, 0, len(w.inflight)-w.head+len(w.bufItems)+len(w.pending))
 	for _, f := range w.inflight[w.head:] {
 		resend = append(resend, f.it)
