@@ -12,7 +12,7 @@ build:
 
 ## demo: run the collector end to end against a local AWS emulator (no account needed).
 demo: build
-	./scripts/demo.sh
+	$(GO) run ./tools/demo -collector $(BIN)
 
 ## deps: what the integration tests need (Node 22 + fauxqs from npm, rsyslog from apt). Idempotent.
 deps:
