@@ -13,6 +13,7 @@ import (
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/selflog"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/stats"
 )
@@ -21,24 +22,38 @@ import (
 // -ldflags "-X .../internal/app.Version=…".
 var Version = "0.1.0-dev"
 
+// Image names the collector in internal messages (collector_image).
+const Image = "devo-aws-collector"
+
 // Run builds the collector from cfg and runs it until stop ends. Logs go to
-// stderr; console outputs write to stdout.
+// stderr (and, as internal messages, to the outputs); console outputs write
+// to stdout.
 func Run(stop context.Context, cfg *config.Config, stdout, stderr io.Writer) error {
-	log := newLogger(cfg, stderr)
+	self := selflog.New(baseHandler(cfg, stderr), selflog.Options{
+		CollectorName:    cfg.Globals.Name,
+		CollectorVersion: Version,
+		CollectorImage:   Image,
+		Debug:            cfg.Globals.Debug,
+	})
+	log := slog.New(self)
 	log.Info("collector starting", "version", Version, "config", cfg.Path, "persistence", cfg.Globals.PersistenceDir)
 
 	if err := os.MkdirAll(cfg.Globals.PersistenceDir, 0o700); err != nil {
 		return fmt.Errorf("create persistence directory: %w", err)
 	}
+	store, err := state.Open(cfg.Globals.PersistenceDir)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
 
 	reg := stats.NewRegistry()
-	var srv *stats.Server
 	if addr := cfg.Globals.MetricsListen; addr != "" {
-		srv = stats.NewServer(reg, log)
+		srv := stats.NewServer(reg, log)
 		if err := srv.Start(addr); err != nil {
 			return fmt.Errorf("metrics listener %s: %w", addr, err)
 		}
-		log.Info("metrics listening", "addr", srv.Addr())
+		log.Info("metrics listening", "addr", srv.Addr().String())
 		defer func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -46,26 +61,30 @@ func Run(stop context.Context, cfg *config.Config, stdout, stderr io.Writer) err
 		}()
 	}
 
-	bg, stopBackground := context.WithCancel(context.Background())
-	defer stopBackground()
-	go stats.LogMemory(bg, log, 5*time.Minute)
-
-	store, err := state.Open(cfg.Globals.PersistenceDir)
+	outs, err := buildOutputs(cfg, reg, log, stdout)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-
-	outs, closeOutputs, err := buildOutputs(stop, cfg, reg, log, stdout)
-	if err != nil {
+	defer closeOutputs(outs)
+	if err := checkOutputs(stop, outs, log); err != nil {
 		return err
 	}
-	defer closeOutputs()
 
 	units, err := buildUnits(stop, cfg, store, reg, log)
 	if err != nil {
 		return err
 	}
+
+	// Operator lines and internal messages run until the pipeline is done.
+	bg, stopBackground := context.WithCancel(context.Background())
+	defer stopBackground()
+	go stats.LogMemory(bg, log, stats.DefaultMemoryPeriod)
+	logSenderStats(bg, outs, cfg.Globals.SenderStatsPeriod, log)
+	pouts := make([]*pipeline.Output, len(outs))
+	for i, o := range outs {
+		pouts[i] = o.Output
+	}
+	go self.Run(bg, selflog.NewOutputs(pouts))
 
 	p := pipeline.New(log, pipeline.Options{
 		UnitState: func(unit, state string, err error) {
@@ -78,10 +97,9 @@ func Run(stop context.Context, cfg *config.Config, stdout, stderr io.Writer) err
 				reg.Health().Remove(unit)
 			}
 		},
-	}, outs, units)
+	}, pouts, units)
 	log.Info("collector started", "outputs", len(outs), "units", len(units))
 	err = p.Run(stop, context.Background())
-	stopBackground()
 	if err != nil {
 		log.Error("collector stopped with an error", "err", err)
 		return err
@@ -90,17 +108,14 @@ func Run(stop context.Context, cfg *config.Config, stdout, stderr io.Writer) err
 	return nil
 }
 
-func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+func baseHandler(cfg *config.Config, w io.Writer) slog.Handler {
 	level := slog.LevelInfo
 	if cfg.Globals.Debug {
 		level = slog.LevelDebug
 	}
 	opts := &slog.HandlerOptions{Level: level}
-	var h slog.Handler
 	if cfg.Globals.LogFormat == "json" {
-		h = slog.NewJSONHandler(w, opts)
-	} else {
-		h = slog.NewTextHandler(w, opts)
+		return slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(h)
+	return slog.NewTextHandler(w, opts)
 }
