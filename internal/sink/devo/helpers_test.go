@@ -163,3 +163,7 @@ func (m *memSpool) payloads() map[string]int {
 	}
 	return out
 }
+
+func newEv(tag, payload string) *pipeline.Event {
+	return pipeline.NewEvent(nil, tag, time.Now(), []byte(payload))
+}
