@@ -128,6 +128,11 @@ func TestSurvivesKill9(t *testing.T) {
 			if first < removed {
 				t.Fatalf("kill %d: %d is stored but the child reported it removed", i, first)
 			}
+			// A removal the kill kept the child from reporting takes one
+			// chunk at most.
+			if first-removed > chunkMaxEvents {
+				t.Fatalf("kill %d: first stored %d, but only up to %d was reported removed", i, first, removed-1)
+			}
 			if last < lastA {
 				t.Fatalf("kill %d: last stored %d, but the child reported %d appended", i, last, lastA)
 			}
@@ -136,7 +141,7 @@ func TestSurvivesKill9(t *testing.T) {
 			next = last + 1
 			removed = first
 		} else {
-			if lastA >= removed {
+			if lastA+1-removed > chunkMaxEvents {
 				t.Fatalf("kill %d: spool empty, but %d was reported appended and only up to %d removed", i, lastA, removed-1)
 			}
 			next = max(next, lastA+1, removed)

@@ -393,8 +393,9 @@ func TestMain(m *testing.M) {
 }
 
 // helperWriter appends numbered events from next on, in chunks of varying
-// size, printing "A <last>" after each Append returned and, every few
-// appends, replays one chunk and prints "R <last>" after it was removed.
+// size, printing "A <last>" after each Append returned and, every eight
+// appends, replays one chunk and prints "R <last>" after it was removed
+// (removing a little less than it appends, so the spool grows).
 func helperWriter(dir, nextStr string) int {
 	fail := func(err error) int {
 		fmt.Fprintln(os.Stderr, err)
@@ -419,7 +420,7 @@ func helperWriter(dir, nextStr string) int {
 		if _, err := fmt.Printf("A %d\n", next-1); err != nil {
 			return 1
 		}
-		if i%4 != 3 {
+		if i%8 != 7 {
 			continue
 		}
 		var last string
