@@ -7,6 +7,7 @@
 package wire
 
 import (
+	"bytes"
 	"strconv"
 	"strings"
 	"time"
@@ -121,14 +122,7 @@ func finish(dst []byte, start int, host, tag string, payload []byte) []byte {
 	return frame(dst, start)
 }
 
-func hasLF(b []byte) bool {
-	for _, c := range b {
-		if c == '\n' {
-			return true
-		}
-	}
-	return false
-}
+func hasLF(b []byte) bool { return bytes.IndexByte(b, '\n') >= 0 }
 
 // frame prefixes dst[start:] with its length and a space (RFC 6587 octet
 // counting), in place.
