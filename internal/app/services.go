@@ -1,0 +1,46 @@
+package app
+
+import (
+	"context"
+
+	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/source/s3sqs"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/source/sqsevents"
+)
+
+func init() {
+	builders[config.EventBridge] = buildSQSEvents
+	builders[config.SecurityHub] = buildSQSEvents
+	builders[config.CloudTrailS3] = buildS3SQS
+	builders[config.S3Logs] = buildS3SQS
+	builders[config.Umbrella] = buildS3SQS
+}
+
+func buildSQSEvents(ctx context.Context, d Deps) (pipeline.Source, error) {
+	return sqsevents.New(sqsevents.Options{
+		Service:     d.Service,
+		Region:      d.Region,
+		InputName:   d.Input.Name,
+		SQS:         d.Env.Session.SQS(d.Region),
+		AccountID:   d.Env.Session.AccountID,
+		Environment: d.Input.Environment,
+		Log:         d.Log,
+		Stats:       d.Stats,
+	})
+}
+
+func buildS3SQS(ctx context.Context, d Deps) (pipeline.Source, error) {
+	sess := d.Env.Session
+	return s3sqs.New(s3sqs.Options{
+		Service:     d.Service,
+		Region:      d.Region,
+		InputName:   d.Input.Name,
+		SQS:         sess.SQS(d.Region),
+		S3:          func(region string) s3sqs.S3Client { return sess.S3(region) },
+		AccountID:   sess.AccountID,
+		Environment: d.Input.Environment,
+		Log:         d.Log,
+		Stats:       d.Stats,
+	})
+}
