@@ -22,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/smithy-go/logging"
 )
 
 // API names: the keys of Options.Endpoints (the config's endpoints map).
@@ -299,7 +300,20 @@ func (s *Session) Config(region string) aws.Config {
 		cfg.Region = region
 	}
 	cfg.APIOptions = append(slices.Clip(s.base.APIOptions), s.limits.apiOption)
+	cfg.Logger = sdkLogger{s.log}
 	return cfg
+}
+
+// sdkLogger routes the SDK's own log lines (for example "Response has no
+// supported checksum" from S3-compatible stores) into the collector's
+// logger at DEBUG, instead of the SDK's default writer on stderr.
+type sdkLogger struct{ log *slog.Logger }
+
+func (l sdkLogger) Logf(c logging.Classification, format string, v ...any) {
+	if l.log == nil {
+		return
+	}
+	l.log.Debug("aws sdk", "class", string(c), "msg", fmt.Sprintf(format, v...))
 }
 
 // endpoint is the override for api, or nil for the SDK's own resolution.
