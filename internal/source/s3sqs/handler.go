@@ -89,6 +89,7 @@ func (s *Source) Handle(ctx context.Context, m sqsengine.Message, b *pipeline.Ba
 	n, err := s3notify.Parse([]byte(m.Body))
 	if err != nil {
 		c.BadMessages.Add(1)
+		b.Fail()
 		return sqsengine.Poison(fmt.Errorf("message %s: %w", m.ID, err))
 	}
 	if n.Test {
@@ -100,6 +101,7 @@ func (s *Source) Handle(ctx context.Context, m sqsengine.Message, b *pipeline.Ba
 	}
 	tags, err := s.tagSet(ctx)
 	if err != nil {
+		b.Fail()
 		return err
 	}
 	w := &work{s: s, ctx: ctx, b: b, out: out, cyc: cyc, tags: tags, msgID: m.ID}
