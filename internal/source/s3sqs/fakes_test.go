@@ -82,7 +82,9 @@ func (c *regionS3) GetObject(ctx context.Context, in *s3.GetObjectInput, _ ...fu
 
 type errReader struct{}
 
-func (errReader) Read([]byte) (int, error) { return 0, fmt.Errorf("read tcp 127.0.0.1:1234: connection reset by peer") }
+func (errReader) Read([]byte) (int, error) {
+	return 0, fmt.Errorf("read tcp 127.0.0.1:1234: connection reset by peer")
+}
 
 func gz(t testing.TB, data []byte) []byte {
 	t.Helper()
