@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -404,4 +405,25 @@ func containsAll(s string, subs ...string) bool {
 		}
 	}
 	return true
+}
+
+// TestRunAgainAfterStop is the lifecycle test: the runner may call Run
+// again after it returned; each run works and leaves no goroutine behind.
+func TestRunAgainAfterStop(t *testing.T) {
+	f := &fakeClient{}
+	out, _ := newTestPipeline(t, nil)
+	e := newFakeEngine(t, f, emitBody, Config{Workers: 3})
+	base := runtime.NumGoroutine()
+	for round := 1; round <= 3; round++ {
+		f.queue(1, fmt.Sprintf("round%d", round))
+		ctx, cancel := context.WithCancel(context.Background())
+		res := make(chan error, 1)
+		go func() { res <- e.Run(ctx, out) }()
+		waitFor(t, 10*time.Second, "delete", func() bool { return e.Counters().Deleted.Load() == int64(round) })
+		cancel()
+		if err := <-res; err != nil {
+			t.Fatalf("round %d: Run = %v", round, err)
+		}
+	}
+	waitFor(t, 5*time.Second, "goroutines to end", func() bool { return runtime.NumGoroutine() <= base })
 }
