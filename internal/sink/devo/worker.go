@@ -111,6 +111,9 @@ func (w *worker) run(ctx context.Context) (err error) {
 		if err := w.connect(ctx, now); err != nil {
 			return err
 		}
+		if w.c == nil && w.closed && w.s.opts.Spool != nil {
+			return nil // shutting down with the receiver down: Run spools what is held
+		}
 		if w.c != nil {
 			w.encode()
 		}
@@ -263,8 +266,8 @@ func (w *worker) connect(ctx context.Context, now time.Time) error {
 		}
 		w.delay = w.connectBO.next()
 		w.log.Warn("connect failed; retrying", "err", err, "retry_in", w.delay.Round(time.Millisecond))
-		if w.closed {
-			return nil // shutting down with the receiver down: let Run spool
+		if w.closed && w.s.opts.Spool != nil {
+			return nil
 		}
 	}
 }
