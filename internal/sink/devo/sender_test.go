@@ -387,3 +387,24 @@ func TestWantGzipThreshold(t *testing.T) {
 		t.Errorf("mean over the last 1000 samples = %v, want 0", v)
 	}
 }
+
+func TestQueueClosedWithReceiverDownSpoolsAtOnce(t *testing.T) {
+	c := certs.New(t)
+	sp := &memSpool{}
+	o := testOpts(closedPort(t), c)
+	o.Spool = sp
+	s, _ := New(o)
+	h := newHarness(t, s, 100)
+	h.start(context.Background())
+	for i := range 40 {
+		h.emit(context.Background(), [2]string{"a.b.c", fmt.Sprintf("ev %d", i)})
+	}
+	// ctx stays alive: only the queue closes, as in an orderly shutdown.
+	if err := h.finish(15 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	h.wantSettled(40)
+	if sp.Len() != 40 {
+		t.Fatalf("spool holds %d, want 40", sp.Len())
+	}
+}
