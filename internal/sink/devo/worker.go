@@ -266,8 +266,8 @@ func (w *worker) connect(ctx context.Context, now time.Time) error {
 		}
 		w.delay = w.connectBO.next()
 		w.log.Warn("connect failed; retrying", "err", err, "retry_in", w.delay.Round(time.Millisecond))
-		if w.closed && w.s.opts.Spool != nil {
-			return nil
+		if w.s.opts.Spool != nil && w.queueClosed() {
+			return nil // shutting down with the receiver down: let Run spool
 		}
 	}
 }
@@ -476,4 +476,26 @@ func (w *worker) exit(ctx context.Context) {
 	if len(held) > 0 {
 		w.s.pool.push(held)
 	}
+}
+
+// queueClosed reports whether the queue is closed. The queue tells only
+// when it is also empty (Get with an ended context then returns ErrClosed
+// and takes nothing); an event that arrives meanwhile joins pending.
+func (w *worker) queueClosed() bool {
+	if w.closed {
+		return true
+	}
+	if msgs, _ := w.in.Depth(); msgs != 0 {
+		return false
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	evs, err := w.in.Get(ctx, w.evs[:0], 1)
+	for _, ev := range evs {
+		w.pending = append(w.pending, item{ev: ev})
+	}
+	if errors.Is(err, pipeline.ErrClosed) {
+		w.closed = true
+	}
+	return w.closed
 }
