@@ -18,6 +18,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/format/cloudtrail"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/format/s3notify"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/sqsengine"
@@ -26,6 +27,7 @@ import (
 )
 
 // ErrTooLarge: an object decompressed to more than Options.MaxObjectBytes.
+// A CloudTrail record above the reader's record cap counts as too large too.
 var ErrTooLarge = errors.New("object larger than the decompressed size cap")
 
 // ErrCorrupt: an object's content could not be read to its end (corrupt
@@ -198,7 +200,7 @@ func (w *work) object(o s3notify.Object) error {
 			"bucket", o.Bucket, "key", o.Key, "events", events, "err", src.err)
 		oe.Err = src.err
 		return oe
-	case errors.Is(err, ErrTooLarge):
+	case errors.Is(err, ErrTooLarge), errors.Is(err, cloudtrail.ErrRecordTooLarge):
 		c.TooLarge.Add(1)
 		return sqsengine.Poison(oe)
 	case isEmitError(err):
