@@ -199,3 +199,7 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+func benchMessage(body string) sqsengine.Message {
+	return sqsengine.Message{ID: "bench", Body: body, ReceiveCount: 1}
+}

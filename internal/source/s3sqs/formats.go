@@ -11,7 +11,6 @@ import (
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/format/cloudfront"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/format/cloudtrail"
-	"github.com/devo-aws-collector/devo-aws-collector/internal/format/jsonpay"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/format/lines"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/format/s3notify"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/format/umbrella"
@@ -70,6 +69,7 @@ func (w *work) cloudTrail(text io.Reader) error {
 	svc := w.s.svc
 	cache := w.tags.main
 	id := w.cyc.ID
+	plainID := plainPullingID(id)
 	def := cache.Tag(svc.DefaultEventType)
 	var deriver *tag.Deriver
 	// bySource caches eventSource → tag for this object: a file holds few
@@ -108,7 +108,7 @@ func (w *work) cloudTrail(text io.Reader) error {
 				bySource[string(rec.EventSource)] = t
 			}
 		}
-		payload, err := jsonpay.Append(make([]byte, 0, len(rec.Raw)+len(id)+24), rec.Raw, id)
+		payload, err := appendPayload(make([]byte, 0, len(rec.Raw)+len(id)+24), rec.Raw, id, plainID)
 		if err != nil {
 			return err
 		}

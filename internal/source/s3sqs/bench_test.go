@@ -1,0 +1,182 @@
+package s3sqs
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+
+	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/wire"
+)
+
+// wireSink encodes every event into the Devo line, as the TLS output does,
+// and discards it.
+type wireSink struct {
+	buf    []byte
+	events int
+	bytes  int
+}
+
+func (w *wireSink) Emit(_ context.Context, ev *pipeline.Event) error {
+	w.buf = wire.AppendDevo(w.buf[:0], "collector", ev.Tag, ev.Payload)
+	w.events++
+	w.bytes += len(w.buf)
+	return nil
+}
+
+// benchTrail is a realistic CloudTrail file: records of about 1.3 KiB with
+// nested identity, request and response members, and random identifiers,
+// addresses and times, so it compresses about as well as real trails
+// (8–12×) instead of the 100× of repeated text.
+func benchTrail(n int) []byte {
+	rng := rand.New(rand.NewPCG(1, 2))
+	hex := func(k int) string {
+		const digits = "0123456789abcdef"
+		out := make([]byte, k)
+		for i := range out {
+			out[i] = digits[rng.IntN(16)]
+		}
+		return string(out)
+	}
+	sources := []string{"ec2", "s3", "iam", "sts", "kms", "lambda", "signin", "ec2-instance-connect"}
+	var b bytes.Buffer
+	b.WriteString(`{"Records":[`)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		src := sources[i%len(sources)]
+		fmt.Fprintf(&b, `{"eventVersion":"1.09","userIdentity":{"type":"AssumedRole","principalId":"AROA4EXAMPLEID:user%d","arn":"arn:aws:sts::123456789012:assumed-role/ops/user%d","accountId":"123456789012","accessKeyId":"ASIA%s","sessionContext":{"sessionIssuer":{"type":"Role","principalId":"AROA4EXAMPLEID","arn":"arn:aws:iam::123456789012:role/ops","accountId":"123456789012","userName":"ops"},"attributes":{"creationDate":"2024-05-31T12:58:10Z","mfaAuthenticated":"true"}}},"eventTime":"2024-05-31T13:%02d:%02dZ","eventSource":"%s.amazonaws.com","eventName":"Describe%d","awsRegion":"eu-west-1","sourceIPAddress":"%d.%d.%d.%d","userAgent":"aws-cli/2.15.30 Python/3.11.8 Linux/6.1 exe/x86_64.amzn.2 prompt/off command/%s.describe","requestParameters":{"instancesSet":{"items":[{"instanceId":"i-%s"}]},"filterSet":{},"maxResults":%d,"dryRun":false},"responseElements":null,"requestID":"%s-%s-%s-%s-%s","eventID":"%s-%s-%s-%s-%s","readOnly":true,"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"123456789012","eventCategory":"Management","tlsDetails":{"tlsVersion":"TLSv1.3","cipherSuite":"TLS_AES_128_GCM_SHA256","clientProvidedHostHeader":"%s.eu-west-1.amazonaws.com"}}`,
+			i%300, i%300, strings.ToUpper(hex(16)), rng.IntN(60), rng.IntN(60), src, rng.IntN(50),
+			rng.IntN(256), rng.IntN(256), rng.IntN(256), rng.IntN(256), src, hex(17), rng.IntN(1000),
+			hex(8), hex(4), hex(4), hex(4), hex(12), hex(8), hex(4), hex(4), hex(4), hex(12), src)
+	}
+	b.WriteString(`]}`)
+	return b.Bytes()
+}
+
+func gunzipAll(b *testing.B, data []byte) int64 {
+	zr, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		b.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, zr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return n
+}
+
+// naiveTrail is the baseline a first version would write: gunzip, decode
+// into maps, re-encode each record with the pulling id, format the line.
+func naiveTrail(b *testing.B, data []byte) int {
+	zr, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.NewDecoder(zr).Decode(&doc); err != nil {
+		b.Fatal(err)
+	}
+	recs := doc["Records"].([]any)
+	var line []byte
+	for _, r := range recs {
+		m := r.(map[string]any)
+		m["@devo_pulling_id"] = "1717161300.123456"
+		src, _ := m["eventSource"].(string)
+		payload, err := json.Marshal(m)
+		if err != nil {
+			b.Fatal(err)
+		}
+		line = fmt.Appendf(line[:0], "<14>Jan  1 00:00:00 collector cloud.aws.cloudtrail.%s.123456789012.eu-west-1.1: %s\n", src, payload)
+	}
+	return len(recs)
+}
+
+// timePerOp runs f until it has taken at least d, and returns the mean.
+func timePerOp(d time.Duration, f func()) time.Duration {
+	start := time.Now()
+	n := 0
+	for n < 3 || time.Since(start) < d {
+		f()
+		n++
+	}
+	return time.Since(start) / time.Duration(n)
+}
+
+// BenchmarkCloudTrailObject: one gzip CloudTrail object through the real
+// handler (S3 fake in memory, Devo line encoding, output discarded).
+// Reports records/s and decompressed MB/s, and from the same run the
+// throughput ratios to gunzip alone (goal ≥ 0.5) and to a naive
+// encoding/json map round-trip (goal ≥ 8).
+func BenchmarkCloudTrailObject(b *testing.B) {
+	const records = 5000
+	text := benchTrail(records)
+	data := gz(b, text)
+	svc := loadService(b, "audit-events-all", "        types: [audits_s3]\n        sqs_queue_name: ct\n        auto_event_type: true\n", "")
+	h := newHarness(b, svc, nil)
+	h.s3.put("b", ctKey, data)
+	body := s3Body("eu-west-1", "b", ctKey)
+	sink := &wireSink{}
+	ctx := context.Background()
+	b.SetBytes(int64(len(text)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		sink.events = 0
+		if err := h.src.Handle(ctx, benchMessage(body), pipeline.NewBatch(nil), sink); err != nil {
+			b.Fatal(err)
+		}
+		if sink.events != records {
+			b.Fatalf("%d events, want %d", sink.events, records)
+		}
+	}
+	ours := time.Since(start) / time.Duration(b.N)
+	b.StopTimer()
+	gunzip := timePerOp(500*time.Millisecond, func() { gunzipAll(b, data) })
+	naive := timePerOp(500*time.Millisecond, func() { naiveTrail(b, data) })
+	b.ReportMetric(float64(records)/ours.Seconds(), "records/s")
+	b.ReportMetric(float64(gunzip)/float64(ours), "x_gunzip")
+	b.ReportMetric(float64(naive)/float64(ours), "x_naive")
+}
+
+// BenchmarkVPCFlowObject: one gzip VPC Flow Logs object through the real
+// handler; goal ≥ 1.5 M lines/s on one core (run with -cpu 1).
+func BenchmarkVPCFlowObject(b *testing.B) {
+	const lines = 100000
+	text := vpcText(lines)
+	data := gz(b, text)
+	svc := loadService(b, "non-cloudwatch-logs", logsYAML, "")
+	h := newHarness(b, svc, nil)
+	h.s3.put("b", vpcKey, data)
+	body := s3Body("eu-west-1", "b", vpcKey)
+	sink := &wireSink{}
+	ctx := context.Background()
+	b.SetBytes(int64(len(text)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		sink.events = 0
+		if err := h.src.Handle(ctx, benchMessage(body), pipeline.NewBatch(nil), sink); err != nil {
+			b.Fatal(err)
+		}
+		if sink.events != lines {
+			b.Fatalf("%d events, want %d", sink.events, lines)
+		}
+	}
+	ours := time.Since(start) / time.Duration(b.N)
+	b.StopTimer()
+	gunzip := timePerOp(300*time.Millisecond, func() { gunzipAll(b, data) })
+	b.ReportMetric(float64(lines)/ours.Seconds(), "lines/s")
+	b.ReportMetric(float64(gunzip)/float64(ours), "x_gunzip")
+}
