@@ -143,11 +143,20 @@ func (e *e2e) queueCounts(url string) (visible, inFlight int) {
 // waits so the test runs in seconds.
 func (e *e2e) source(svc *config.Service, log *slog.Logger, unit *stats.Unit, tune func(*Options)) *Source {
 	e.t.Helper()
+	var mu sync.Mutex
+	clients := map[string]S3Client{}
 	o := Options{
 		Service: svc, Region: fauxqs.Region, InputName: "aws",
 		SQS: e.sqs,
 		S3: func(region string) S3Client {
-			return e.emu.S3(func(o *s3.Options) { o.Region = region })
+			mu.Lock()
+			defer mu.Unlock()
+			if c, ok := clients[region]; ok {
+				return c
+			}
+			c := e.emu.S3(func(o *s3.Options) { o.Region = region })
+			clients[region] = c
+			return c
 		},
 		AccountID:     func(context.Context) (string, error) { return "000000000000", nil },
 		Log:           log,
