@@ -30,6 +30,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/awstest/fauxqs"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/samples"
 )
 
 const bucket = "demo-logs"
@@ -213,31 +214,31 @@ func seed(ctx context.Context, emu *fauxqs.Server) (map[string]int, error) {
 	}
 
 	objects := []struct {
-		o     object
+		o     samples.Object
 		table string
 	}{
-		{cloudTrailObject(120), "cloud.aws.cloudtrail"},
-		{vpcObject(2, 200), "cloud.aws.vpc.flowlogs"},
-		{vpcObject(5, 50), "cloud.aws.vpc.flowlogs"},
-		{cloudFrontObject(40), "cloud.aws.cloudfront.logs"},
-		{umbrellaObject("dnslogs", 30), "sig.cisco.umbrella.dns"},
-		{umbrellaObject("iplogs", 20), "sig.cisco.umbrella.ip"},
-		{umbrellaObject("proxylogs", 10), "sig.cisco.umbrella.proxy"},
+		{samples.CloudTrail(1, 120), "cloud.aws.cloudtrail"},
+		{samples.VPCFlow(2, 2, 200), "cloud.aws.vpc.flowlogs"},
+		{samples.VPCFlow(3, 5, 50), "cloud.aws.vpc.flowlogs"},
+		{samples.CloudFront(4, 40), "cloud.aws.cloudfront.logs"},
+		{samples.Umbrella(5, "dnslogs", 30), "sig.cisco.umbrella.dns"},
+		{samples.Umbrella(6, "iplogs", 20), "sig.cisco.umbrella.ip"},
+		{samples.Umbrella(7, "proxylogs", 10), "sig.cisco.umbrella.proxy"},
 	}
 	expected := map[string]int{}
 	for _, x := range objects {
-		if _, err := s3c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(x.o.key), Body: strings.NewReader(string(x.o.body))}); err != nil {
-			return nil, fmt.Errorf("upload %s: %w", x.o.key, err)
+		if _, err := s3c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(x.o.Key), Body: strings.NewReader(string(x.o.Body))}); err != nil {
+			return nil, fmt.Errorf("upload %s: %w", x.o.Key, err)
 		}
-		u, err := url(x.o.queue)
+		u, err := url(x.o.Queue)
 		if err != nil {
 			return nil, err
 		}
-		if _, err := sqsc.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(u), MessageBody: aws.String(s3Notification(bucket, x.o.key, len(x.o.body)))}); err != nil {
+		if _, err := sqsc.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(u), MessageBody: aws.String(samples.S3Notification(bucket, x.o.Key, len(x.o.Body)))}); err != nil {
 			return nil, err
 		}
-		expected[x.table] += x.o.events
-		say("uploaded s3://%s/%s (%d events) and notified %s", bucket, x.o.key, x.o.events, x.o.queue)
+		expected[x.table] += x.o.Events
+		say("uploaded s3://%s/%s (%d events) and notified %s", bucket, x.o.Key, x.o.Events, x.o.Queue)
 	}
 	// S3 sends one test event when a notification configuration is saved.
 	u, _ := url("demo-s3-logs")
@@ -254,7 +255,7 @@ func seed(ctx context.Context, emu *fauxqs.Server) (map[string]int, error) {
 		var entries []types.SendMessageBatchRequestEntry
 		for j := i; j < i+10; j++ {
 			entries = append(entries, types.SendMessageBatchRequestEntry{
-				Id: aws.String(fmt.Sprint(j)), MessageBody: aws.String(eventBridgeEvent(j)), MessageGroupId: aws.String("devo-collector"),
+				Id: aws.String(fmt.Sprint(j)), MessageBody: aws.String(samples.EventBridge(j)), MessageGroupId: aws.String("devo-collector"),
 			})
 		}
 		if _, err := sqsc.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(evURL), Entries: entries}); err != nil {
@@ -268,7 +269,7 @@ func seed(ctx context.Context, emu *fauxqs.Server) (map[string]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := sqsc.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(shURL), MessageBody: aws.String(securityHubEvent(3)), MessageGroupId: aws.String("devo-collector")}); err != nil {
+	if _, err := sqsc.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(shURL), MessageBody: aws.String(samples.SecurityHub(3)), MessageGroupId: aws.String("devo-collector")}); err != nil {
 		return nil, err
 	}
 	expected["cloud.aws.securityhub.findings"] += 3

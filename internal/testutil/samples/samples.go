@@ -1,4 +1,8 @@
-package main
+// Package samples composes realistic (not real) AWS objects and messages
+// for the demo and the end-to-end tests: CloudTrail, VPC Flow v2/v5,
+// CloudFront and Umbrella files with their S3 notifications, EventBridge
+// events and Security Hub findings (spec/aws-formats.md).
+package samples
 
 import (
 	"bytes"
@@ -10,9 +14,11 @@ import (
 
 // Composed samples (spec/aws-formats.md): realistic, not real data.
 
-const account = "123456789012"
+// Account is the account id inside the composed records.
+const Account = "123456789012"
 
-func gz(s string) []byte {
+// Gzip compresses s.
+func Gzip(s string) []byte {
 	var b bytes.Buffer
 	w := gzip.NewWriter(&b)
 	_, _ = w.Write([]byte(s))
@@ -20,54 +26,59 @@ func gz(s string) []byte {
 	return b.Bytes()
 }
 
-type object struct {
-	queue, key string
-	body       []byte
-	events     int    // events the collector should emit for it
-	tag        string // the tag those events carry (demo config: no environment)
+// Object is one composed S3 object.
+type Object struct {
+	Queue, Key string // Queue is a suggested queue name for its service
+	Body       []byte // gzip-compressed
+	Events     int    // events the collector emits for it
 }
 
-var ctSources = []string{"ec2", "s3", "iam", "sts", "kms", "signin"}
+// CloudTrailSources are the event sources CloudTrail records rotate through.
+var CloudTrailSources = []string{"ec2", "s3", "iam", "sts", "kms", "signin"}
 
-func cloudTrailObject(n int) object {
+// CloudTrail is a CloudTrail log file with n records; id makes its key unique.
+func CloudTrail(id, n int) Object {
 	var recs []string
 	for i := 0; i < n; i++ {
-		src := ctSources[i%len(ctSources)]
+		src := CloudTrailSources[i%len(CloudTrailSources)]
 		recs = append(recs, fmt.Sprintf(`{"eventVersion":"1.09","userIdentity":{"type":"AssumedRole","principalId":"AROA4EXAMPLEID:ana","arn":"arn:aws:sts::%[1]s:assumed-role/ops/ana","accountId":"%[1]s"},"eventTime":"2024-05-31T13:14:%02[2]dZ","eventSource":"%[3]s.amazonaws.com","eventName":"Describe%[4]d","awsRegion":"us-east-1","sourceIPAddress":"198.51.100.23","userAgent":"aws-cli/2.15.30","requestParameters":null,"responseElements":null,"requestID":"req-%[4]d","eventID":"evt-%[4]d","readOnly":true,"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"%[1]s","eventCategory":"Management"}`,
-			account, i%60, src, i))
+			Account, i%60, src, i))
 	}
-	return object{
-		queue:  "demo-cloudtrail",
-		key:    "AWSLogs/" + account + "/CloudTrail/us-east-1/2024/05/31/" + account + "_CloudTrail_us-east-1_20240531T1315Z_demo.json.gz",
-		body:   gz(`{"Records":[` + strings.Join(recs, ",") + `]}`),
-		events: n,
+	return Object{
+		Queue:  "demo-cloudtrail",
+		Key:    "AWSLogs/" + Account + "/CloudTrail/us-east-1/2024/05/31/" + Account + fmt.Sprintf("_CloudTrail_us-east-1_20240531T1315Z_%08x.json.gz", id),
+		Body:   Gzip(`{"Records":[` + strings.Join(recs, ",") + `]}`),
+		Events: n,
 	}
 }
 
 const vpcV2Header = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status"
 
-func vpcObject(version, n int) object {
+// VPCFlow is a VPC Flow Logs file in the default (version 2) or a custom
+// version 5 format with n lines; id makes its key unique.
+func VPCFlow(id, version, n int) Object {
 	var b strings.Builder
 	if version == 2 {
 		b.WriteString(vpcV2Header + "\n")
 		for i := 0; i < n; i++ {
-			fmt.Fprintf(&b, "2 %s eni-07e1d2c3b4a596870 10.12.3.%d 172.31.8.19 443 %d 6 18 9432 1717161240 1717161300 ACCEPT OK\n", account, i%250, 50000+i)
+			fmt.Fprintf(&b, "2 %s eni-07e1d2c3b4a596870 10.12.3.%d 172.31.8.19 443 %d 6 18 9432 1717161240 1717161300 ACCEPT OK\n", Account, i%250, 50000+i)
 		}
 	} else {
 		b.WriteString(vpcV2Header + " vpc-id subnet-id instance-id tcp-flags type pkt-srcaddr pkt-dstaddr region az-id sublocation-type sublocation-id pkt-src-aws-service pkt-dst-aws-service flow-direction traffic-path\n")
 		for i := 0; i < n; i++ {
-			fmt.Fprintf(&b, "5 %s eni-07e1d2c3b4a596870 10.12.3.45 52.94.5.100 %d 443 6 12 5120 1717161240 1717161300 ACCEPT OK vpc-0123456789abcdef0 subnet-0fedcba9876543210 i-0a1b2c3d4e5f60718 19 IPv4 10.12.3.45 52.94.5.100 us-east-1 use1-az2 - - - DYNAMODB egress 1\n", account, 50000+i)
+			fmt.Fprintf(&b, "5 %s eni-07e1d2c3b4a596870 10.12.3.45 52.94.5.100 %d 443 6 12 5120 1717161240 1717161300 ACCEPT OK vpc-0123456789abcdef0 subnet-0fedcba9876543210 i-0a1b2c3d4e5f60718 19 IPv4 10.12.3.45 52.94.5.100 us-east-1 use1-az2 - - - DYNAMODB egress 1\n", Account, 50000+i)
 		}
 	}
-	return object{
-		queue:  "demo-s3-logs",
-		key:    fmt.Sprintf("AWSLogs/%[1]s/vpcflowlogs/us-east-1/2024/05/31/%[1]s_vpcflowlogs_us-east-1_fl-0a1b2c3d4e5f6071%[2]d_20240531T1315Z_3f2a9c1d.log.gz", account, version),
-		body:   gz(b.String()),
-		events: n,
+	return Object{
+		Queue:  "demo-s3-logs",
+		Key:    fmt.Sprintf("AWSLogs/%[1]s/vpcflowlogs/us-east-1/2024/05/31/%[1]s_vpcflowlogs_us-east-1_fl-0a1b2c3d4e5f6071%[2]d_20240531T1315Z_%08[3]x.log.gz", Account, version, id),
+		Body:   Gzip(b.String()),
+		Events: n,
 	}
 }
 
-func cloudFrontObject(n int) object {
+// CloudFront is a CloudFront standard log file with n lines.
+func CloudFront(id, n int) Object {
 	var b strings.Builder
 	b.WriteString("#Version: 1.0\n#Fields: date time x-edge-location sc-bytes c-ip cs-method cs(Host) cs-uri-stem sc-status cs(Referer) cs(User-Agent) cs-uri-query cs(Cookie) x-edge-result-type x-edge-request-id x-host-header cs-protocol cs-bytes time-taken x-forwarded-for ssl-protocol ssl-cipher x-edge-response-result-type cs-protocol-version fle-status fle-encrypted-fields c-port time-to-first-byte x-edge-detailed-result-type sc-content-type sc-content-len sc-range-start sc-range-end\n")
 	for i := 0; i < n; i++ {
@@ -77,10 +88,11 @@ func cloudFrontObject(n int) object {
 			"-", "-", "50312", "0.004", "Hit", "application/javascript", "5120", "-", "-"}
 		b.WriteString(strings.Join(fields, "\t") + "\n")
 	}
-	return object{queue: "demo-s3-logs", key: "cf/E2QWRUHEXAMPLE.2024-05-31-13.7c1d2e3f.gz", body: gz(b.String()), events: n}
+	return Object{Queue: "demo-s3-logs", Key: fmt.Sprintf("cf/E2QWRUHEXAMPLE.2024-05-31-13.%08x.gz", id), Body: Gzip(b.String()), Events: n}
 }
 
-func umbrellaObject(kind string, n int) object {
+// Umbrella is a Cisco Umbrella export of kind dnslogs, iplogs or proxylogs.
+func Umbrella(id int, kind string, n int) Object {
 	var b strings.Builder
 	for i := 0; i < n; i++ {
 		switch kind {
@@ -92,27 +104,30 @@ func umbrellaObject(kind string, n int) object {
 			fmt.Fprintf(&b, `"2024-05-31 13:05:%02d","LAPTOP-ANA","10.20.1.15","198.51.100.4","93.184.216.34","text/html","ALLOWED","https://www.example.com/p%d.html","","Mozilla/5.0","200","612","14230","14230","","Search Engines","","","","","","Roaming Computers","","LAPTOP-ANA,HQ Network","Roaming Computers,Networks","GET","","","","","",""`+"\n", i%60, i)
 		}
 	}
-	return object{queue: "demo-umbrella", key: "umbrella/" + kind + "/2024-05-31/2024-05-31-13-10-a1b2.csv.gz", body: gz(b.String()), events: n}
+	return Object{Queue: "demo-umbrella", Key: fmt.Sprintf("umbrella/%s/2024-05-31/2024-05-31-13-10-%04x.csv.gz", kind, id), Body: Gzip(b.String()), Events: n}
 }
 
-// s3Notification is the body S3 would send for key in bucket.
-func s3Notification(bucket, key string, size int) string {
+// S3Notification is the body S3 would send for key in bucket.
+func S3Notification(bucket, key string, size int) string {
 	return fmt.Sprintf(`{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"us-east-1","eventTime":"2024-05-31T13:15:02.418Z","eventName":"ObjectCreated:Put","s3":{"s3SchemaVersion":"1.0","configurationId":"devo-collector","bucket":{"name":%q,"arn":"arn:aws:s3:::%s"},"object":{"key":%q,"size":%d}}}]}`,
 		bucket, bucket, key, size)
 }
 
-var ebSources = []string{"aws.ec2", "aws.ssm", "aws.kms", "aws.s3", "aws.tag", "com.acme.orders"}
+// EventBridgeSources are the sources EventBridge events rotate through.
+var EventBridgeSources = []string{"aws.ec2", "aws.ssm", "aws.kms", "aws.s3", "aws.tag", "com.acme.orders"}
 
-func eventBridgeEvent(i int) string {
+// EventBridge is the i-th composed EventBridge event (sources rotate).
+func EventBridge(i int) string {
 	return fmt.Sprintf(`{"version":"0","id":"0c7e1d54-9a2b-4f3e-b8d7-%012d","detail-type":"Demo Notification","source":%q,"account":"%s","time":"2024-05-31T13:20:%02dZ","region":"us-east-1","resources":[],"detail":{"n":%d}}`,
-		i, ebSources[i%len(ebSources)], account, i%60, i)
+		i, EventBridgeSources[i%len(EventBridgeSources)], Account, i%60, i)
 }
 
-func securityHubEvent(findings int) string {
+// SecurityHub is a Security Hub event carrying the given number of findings.
+func SecurityHub(findings int) string {
 	var fs []string
 	for i := 0; i < findings; i++ {
-		fs = append(fs, fmt.Sprintf(`{"SchemaVersion":"2018-10-08","Id":"arn:aws:securityhub:us-east-1:%[1]s:finding/demo-%[2]d","ProductArn":"arn:aws:securityhub:us-east-1::product/aws/securityhub","AwsAccountId":"%[1]s","Types":["Software and Configuration Checks"],"CreatedAt":"2024-05-30T08:00:00.000Z","UpdatedAt":"2024-05-31T13:24:10.000Z","Severity":{"Label":"HIGH","Normalized":70},"Title":"Demo finding %[2]d","RecordState":"ACTIVE"}`, account, i))
+		fs = append(fs, fmt.Sprintf(`{"SchemaVersion":"2018-10-08","Id":"arn:aws:securityhub:us-east-1:%[1]s:finding/demo-%[2]d","ProductArn":"arn:aws:securityhub:us-east-1::product/aws/securityhub","AwsAccountId":"%[1]s","Types":["Software and Configuration Checks"],"CreatedAt":"2024-05-30T08:00:00.000Z","UpdatedAt":"2024-05-31T13:24:10.000Z","Severity":{"Label":"HIGH","Normalized":70},"Title":"Demo finding %[2]d","RecordState":"ACTIVE"}`, Account, i))
 	}
 	return fmt.Sprintf(`{"version":"0","id":"5e2d1c0b-a9f8-4e7d-b6c5-a4b3c2d1e0f9","detail-type":"Security Hub Findings - Imported","source":"aws.securityhub","account":"%s","time":"2024-05-31T13:25:00Z","region":"us-east-1","resources":[],"detail":{"findings":[%s]}}`,
-		account, strings.Join(fs, ","))
+		Account, strings.Join(fs, ","))
 }
