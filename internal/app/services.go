@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"sync"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
@@ -32,12 +33,26 @@ func buildSQSEvents(ctx context.Context, d Deps) (pipeline.Source, error) {
 
 func buildS3SQS(ctx context.Context, d Deps) (pipeline.Source, error) {
 	sess := d.Env.Session
+	// One S3 client per bucket region, built on first use: a client holds
+	// its own HTTP connection pool, so one per object would waste both.
+	var mu sync.Mutex
+	clients := map[string]s3sqs.S3Client{}
+	s3For := func(region string) s3sqs.S3Client {
+		mu.Lock()
+		defer mu.Unlock()
+		c, ok := clients[region]
+		if !ok {
+			c = sess.S3(region)
+			clients[region] = c
+		}
+		return c
+	}
 	return s3sqs.New(s3sqs.Options{
 		Service:     d.Service,
 		Region:      d.Region,
 		InputName:   d.Input.Name,
 		SQS:         sess.SQS(d.Region),
-		S3:          func(region string) s3sqs.S3Client { return sess.S3(region) },
+		S3:          s3For,
 		AccountID:   sess.AccountID,
 		Environment: d.Input.Environment,
 		Log:         d.Log,

@@ -74,6 +74,8 @@ type Options struct {
 	AccountID   func(ctx context.Context) (string, error)
 	Environment string
 
+	// Log is the unit's logger, already scoped with input, service and
+	// region by the app; nil discards.
 	Log   *slog.Logger
 	Stats *stats.Unit // may be nil
 
@@ -181,12 +183,7 @@ func newSource(o Options) (*Source, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	log := o.Log
-	if o.Stats != nil {
-		log = o.Stats.Logger(log)
-	} else {
-		log = log.With("input", o.InputName, "service", svc.Name, "region", o.Region)
-	}
+	log := o.Log // the app scopes it with input, service and region
 	s := &Source{o: o, svc: svc, kind: svc.Kind, log: log, warned: map[string]struct{}{}}
 	cfg := sqsengine.Config{
 		Service:           svc.Name,
