@@ -451,3 +451,21 @@ func TestEmitCancelledSettlesFailed(t *testing.T) {
 		t.Fatalf("result %+v, want 1 delivered and 1 failed", got)
 	}
 }
+
+func TestQueueClosedSignalsAndBounds(t *testing.T) {
+	q := NewQueue(7, 99)
+	if m, b := q.Bounds(); m != 7 || b != 99 {
+		t.Fatalf("bounds %d/%d", m, b)
+	}
+	select {
+	case <-q.Closed():
+		t.Fatal("closed before Close")
+	default:
+	}
+	q.Close()
+	select {
+	case <-q.Closed():
+	case <-time.After(time.Second):
+		t.Fatal("Closed not signalled")
+	}
+}

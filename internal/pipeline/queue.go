@@ -179,6 +179,13 @@ func (q *Queue) Close() {
 	}
 }
 
+// Closed is closed when Close is called: an output that cannot send can
+// then persist what is left at once instead of waiting to be cancelled.
+func (q *Queue) Closed() <-chan struct{} { return q.closedCh }
+
+// Bounds are the queue's limits in events and bytes.
+func (q *Queue) Bounds() (msgs int, bytes int64) { return q.maxMsgs, q.maxBytes }
+
 // Depth is the number of events and bytes waiting in the queue.
 func (q *Queue) Depth() (msgs, bytes int64) {
 	q.mu.Lock()
