@@ -59,7 +59,8 @@ func buildOutputs(cfg *config.Config, reg *stats.Registry, log *slog.Logger, std
 		default:
 			return fail(fmt.Errorf("output %s: type %q is not implemented", o.Name, o.Type))
 		}
-		reg.Output(o.Name, q.Depth)
+		m := reg.Output(o.Name, q.Depth)
+		q.CountInto(&m.Delivered, &m.Failed)
 		outs = append(outs, out)
 	}
 	return outs, nil

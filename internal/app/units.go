@@ -53,14 +53,16 @@ func buildUnits(ctx context.Context, cfg *config.Config, store state.Store, reg 
 			}
 			for _, region := range svc.Regions {
 				ulog := log.With("input", in.Name, "service", svc.Name, "region", region)
+				counters := reg.Unit(in.Name, svc.Name, region)
 				src, err := build(ctx, Deps{
 					Config: cfg, Input: in, Service: svc, Region: region,
-					Log: ulog, Stats: reg.Unit(in.Name, svc.Name, region), Env: env,
+					Log: ulog, Stats: counters, Env: env,
 				})
 				if err != nil {
 					return nil, fmt.Errorf("service %q in %s: %w", svc.Name, region, err)
 				}
-				units = append(units, pipeline.Unit{Name: unitName(in, svc, region), Source: src})
+				units = append(units, pipeline.Unit{Name: unitName(in, svc, region), Source: src,
+					Counters: pipeline.Counters{Delivered: &counters.Delivered, Failed: &counters.Failed}})
 			}
 		}
 	}

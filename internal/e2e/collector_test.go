@@ -69,7 +69,8 @@ func TestS3SQSThroughDevoIntoRsyslog(t *testing.T) {
 		total += n
 	}
 
-	cfg := e.writeConfig("", e.devoOutput(rs.TLSPort, e.cert.ClientCert, e.cert.ClientKey, ""), `
+	metricsAddr := freeAddr(t)
+	cfg := e.writeConfig("  metrics_listen: "+metricsAddr, e.devoOutput(rs.TLSPort, e.cert.ClientCert, e.cert.ClientKey, ""), `
       audit-events-all: {types: [audits_s3], sqs_queue_name: e2e-cloudtrail, auto_event_type: true, sqs_wait_time_seconds: 1}
       non-cloudwatch-logs: {types: [flowlogs, cloudfrontlogs], sqs_queue_name: e2e-s3-logs, auto_event_type: true, sqs_wait_time_seconds: 1}
       cisco-umbrella: {sqs_queue_name: e2e-umbrella, sqs_wait_time_seconds: 1}
@@ -86,6 +87,23 @@ func TestS3SQSThroughDevoIntoRsyslog(t *testing.T) {
 		}
 		return n == 0
 	})
+	// /metrics counts every event as delivered for its unit, and /healthz
+	// is 200 while everything runs.
+	umbrella := want["sig.cisco.umbrella.dns."+acct+".us-east-1.1"] + want["sig.cisco.umbrella.ip."+acct+".us-east-1.1"] + want["sig.cisco.umbrella.proxy."+acct+".us-east-1.1"]
+	metrics := httpGet(t, "http://"+metricsAddr+"/metrics", 200)
+	for _, line := range []string{
+		fmt.Sprintf(`devo_collector_events_delivered_total{input="aws",region="us-east-1",service="cisco-umbrella"} %d`, umbrella),
+		`devo_collector_events_failed_total{input="aws",region="us-east-1",service="cisco-umbrella"} 0`,
+		`devo_collector_output_queue_messages{output="devo"} 0`,
+	} {
+		if !strings.Contains(metrics, line+"\n") {
+			t.Errorf("/metrics lacks %q", line)
+		}
+	}
+	if !strings.Contains(metrics, `devo_collector_output_events_delivered_total{output="devo"}`) {
+		t.Errorf("/metrics lacks the output's delivered counter")
+	}
+	httpGet(t, "http://"+metricsAddr+"/healthz", 200)
 	terminate(t, p)
 
 	msgs := rs.Messages()

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -35,6 +36,16 @@ type Event struct {
 	Payload []byte
 
 	batch *Batch
+	unit  *Counters    // the emitting unit's counters, nil outside a unit
+	left  atomic.Int32 // outputs that have not reported a fate yet
+	bad   atomic.Bool  // some output reported Failed
+}
+
+// Counters receive a unit's per-event outcome once every output has
+// reported: Delivered when all delivered it, Failed otherwise. Nil fields
+// are not counted.
+type Counters struct {
+	Delivered, Failed *atomic.Int64
 }
 
 // NewEvent returns an event that belongs to b (b may be nil for events whose
@@ -47,6 +58,18 @@ func NewEvent(b *Batch, tag string, t time.Time, payload []byte) *Event {
 func (e *Event) Size() int64 { return int64(len(e.Payload) + len(e.Tag) + 64) }
 
 func (e *Event) settle(f Fate) {
+	if f != Delivered {
+		e.bad.Store(true)
+	}
+	if e.unit != nil && e.left.Add(-1) == 0 {
+		c := e.unit.Delivered
+		if e.bad.Load() {
+			c = e.unit.Failed
+		}
+		if c != nil {
+			c.Add(1)
+		}
+	}
 	if e.batch != nil {
 		e.batch.settle(f)
 	}

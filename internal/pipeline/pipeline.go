@@ -54,6 +54,8 @@ type Output struct {
 type Unit struct {
 	Name   string // "input/service/region", for logs
 	Source Source
+	// Counters, when set, count the unit's events by final outcome.
+	Counters Counters
 }
 
 // Options tune the runner. Zero values take the defaults in brackets.
@@ -97,6 +99,7 @@ func (p *Pipeline) Emit(ctx context.Context, ev *Event) error {
 	if ev.batch != nil {
 		ev.batch.add(len(p.outputs))
 	}
+	ev.left.Store(int32(len(p.outputs)))
 	for i, o := range p.outputs {
 		if err := o.Queue.Put(ctx, ev); err != nil {
 			for range p.outputs[i:] {
@@ -231,7 +234,21 @@ func (p *Pipeline) runSource(ctx context.Context, u Unit) (err error) {
 			err = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
 		}
 	}()
-	return u.Source.Run(ctx, p)
+	if u.Counters.Delivered == nil && u.Counters.Failed == nil {
+		return u.Source.Run(ctx, p)
+	}
+	return u.Source.Run(ctx, unitEmitter{p, &u.Counters})
+}
+
+// unitEmitter marks each event with its unit's counters.
+type unitEmitter struct {
+	p *Pipeline
+	c *Counters
+}
+
+func (e unitEmitter) Emit(ctx context.Context, ev *Event) error {
+	ev.unit = e.c
+	return e.p.Emit(ctx, ev)
 }
 
 func (p *Pipeline) state(unit, state string, err error) {

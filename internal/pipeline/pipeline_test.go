@@ -107,7 +107,9 @@ func TestAcksReachSourceFromEveryOutput(t *testing.T) {
 		{Name: "b", Sink: b, Queue: NewQueue(100, 1<<20)},
 	}
 	src := &batchSource{n: 5, k: 10, done: make(chan struct{})}
-	p := New(discardLog(), Options{}, outs, []Unit{{Name: "u", Source: src}})
+	var unitDelivered, unitFailed, outDelivered, outFailed atomic.Int64
+	outs[1].Queue.CountInto(&outDelivered, &outFailed)
+	p := New(discardLog(), Options{}, outs, []Unit{{Name: "u", Source: src, Counters: Counters{Delivered: &unitDelivered, Failed: &unitFailed}}})
 	stop, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- p.Run(stop, context.Background()) }()
@@ -143,6 +145,14 @@ func TestAcksReachSourceFromEveryOutput(t *testing.T) {
 	}
 	if d, f := outs[1].Queue.Settled(); d != 40 || f != 10 {
 		t.Errorf("output b counters delivered=%d failed=%d, want 40/10", d, f)
+	}
+	if d, f := outDelivered.Load(), outFailed.Load(); d != 40 || f != 10 {
+		t.Errorf("output b metrics delivered=%d failed=%d, want 40/10", d, f)
+	}
+	// An event counts for its unit once every output reported: delivered
+	// only when both did.
+	if d, f := unitDelivered.Load(), unitFailed.Load(); d != 40 || f != 10 {
+		t.Errorf("unit counters delivered=%d failed=%d, want 40/10", d, f)
 	}
 }
 

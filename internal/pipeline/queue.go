@@ -32,8 +32,7 @@ type Queue struct {
 	data     chan struct{} // a token: there may be events for a Get
 	closedCh chan struct{}
 
-	delivered atomic.Int64
-	failed    atomic.Int64
+	delivered, failed *atomic.Int64
 }
 
 // NewQueue returns a queue bounded by maxMsgs events and maxBytes bytes
@@ -46,12 +45,20 @@ func NewQueue(maxMsgs int, maxBytes int64) *Queue {
 		maxBytes = 1
 	}
 	return &Queue{
-		maxMsgs:  maxMsgs,
-		maxBytes: maxBytes,
-		space:    make(chan struct{}, 1),
-		data:     make(chan struct{}, 1),
-		closedCh: make(chan struct{}),
+		maxMsgs:   maxMsgs,
+		maxBytes:  maxBytes,
+		space:     make(chan struct{}, 1),
+		data:      make(chan struct{}, 1),
+		closedCh:  make(chan struct{}),
+		delivered: new(atomic.Int64),
+		failed:    new(atomic.Int64),
 	}
+}
+
+// CountInto makes Settle count into delivered and failed (an output's
+// metrics) instead of the queue's own counters. Call it before use.
+func (q *Queue) CountInto(delivered, failed *atomic.Int64) {
+	q.delivered, q.failed = delivered, failed
 }
 
 func signal(c chan struct{}) {
