@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/format/internal/jsontext"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/format/jsonpay"
 )
 
 // DefaultMaxRecord is the record-size cap used when NewReader gets 0.
@@ -72,33 +73,44 @@ type Fields struct {
 // Record is one CloudTrail record. Raw is the record's JSON exactly as it
 // appears in the file. Raw and the Fields slices alias the reader's buffer:
 // they are valid only until the next call to Next; copy what you keep.
+//
+// Plain reports what the validating pass learned about Raw: it has no
+// whitespace between tokens, its strings are valid UTF-8, and no top-level
+// member is named jsonpay.Key (in any spelling). A plain record is its own
+// payload: jsonpay.AppendPlain copies it and adds the pulling id, with no
+// second pass. Other records go through jsonpay.Append.
 type Record struct {
 	Raw []byte
 	Fields
+	Plain bool
 }
 
 type state uint8
 
 const (
 	stBegin state = iota
-	stTop
+	stTop         // before a top-level member, a ',' or the closing '}'
+	stColon       // after a top-level key
+	stValue       // after the colon of a top-level member
 	stRecords
 	stDone
 )
 
 // Reader yields the records of one CloudTrail file.
 type Reader struct {
-	rd       io.Reader
-	buf      []byte
-	pos, end int   // unread window buf[pos:end]
-	off      int64 // stream offset of buf[0]
-	max      int
-	eof      bool
-	state    state
-	first    bool // no member/element yet in the current container
-	records  bool // a Records array was found
-	count    int
-	err      error
+	rd         io.Reader
+	buf        []byte
+	pos, end   int   // unread window buf[pos:end]
+	off        int64 // stream offset of buf[0]
+	max        int
+	eof        bool
+	state      state
+	first      bool // no member/element yet in the current container
+	comma      bool // a ',' was consumed: a member/element must follow
+	recordsKey bool // the pending top-level member is named Records
+	records    bool // a Records array was found
+	count      int
+	err        error
 }
 
 // NewReader returns a reader over r, which must yield decompressed JSON.
@@ -156,21 +168,29 @@ func (r *Reader) step() (rec Record, done bool, err error) {
 		}
 		r.pos, r.state, r.first = i+1, stTop, true
 	case stTop:
+		// Whitespace and a ',' are consumed as soon as they are seen, so
+		// that they never pile up in the buffer.
 		if i >= len(b) {
+			r.pos = i
 			return rec, false, jsontext.ErrShort
 		}
-		if b[i] == '}' {
-			r.pos, r.state = i+1, stDone
-			return rec, false, nil
-		}
-		if !r.first {
-			if b[i] != ',' {
-				return rec, false, r.errAt(ErrSyntax, i, fmt.Sprintf("want ',' or '}', got %q", b[i]))
+		if !r.comma {
+			if b[i] == '}' {
+				r.pos, r.state = i+1, stDone
+				return rec, false, nil
 			}
-			if i = jsontext.SkipSpace(b, i+1); i >= len(b) {
-				return rec, false, jsontext.ErrShort
+			if !r.first {
+				if b[i] != ',' {
+					return rec, false, r.errAt(ErrSyntax, i, fmt.Sprintf("want ',' or '}', got %q", b[i]))
+				}
+				r.comma = true
+				if i = jsontext.SkipSpace(b, i+1); i >= len(b) {
+					r.pos = i
+					return rec, false, jsontext.ErrShort
+				}
 			}
 		}
+		r.pos = i
 		if b[i] != '"' {
 			return rec, false, r.errAt(ErrSyntax, i, fmt.Sprintf("want a key, got %q", b[i]))
 		}
@@ -179,44 +199,63 @@ func (r *Reader) step() (rec Record, done bool, err error) {
 		if i, err = jsontext.String(b, i, &fl); err != nil {
 			return rec, false, r.jsonErr(err, ks)
 		}
-		key := jsontext.Unquote(b[ks:i], nil)
-		if i, err = jsontext.Colon(b, i, &fl); err != nil {
-			return rec, false, r.jsonErr(err, ks)
-		}
-		if string(key) == "Records" && b[i] == '[' {
-			r.pos, r.state, r.first, r.records = i+1, stRecords, true, true
-			return rec, false, nil
-		}
-		vs := i
-		if i, err = jsontext.Value(b, i, &fl); err != nil {
-			return rec, false, r.jsonErr(err, vs)
-		}
-		r.pos, r.first = i, false
-	case stRecords:
+		r.recordsKey = string(jsontext.Unquote(b[ks:i], nil)) == "Records"
+		r.pos, r.state = i, stColon
+	case stColon:
 		if i >= len(b) {
+			r.pos = i
 			return rec, false, jsontext.ErrShort
 		}
-		if b[i] == ']' {
-			r.pos, r.state, r.first = i+1, stTop, false
+		if b[i] != ':' {
+			return rec, false, r.errAt(ErrSyntax, i, fmt.Sprintf("want ':', got %q", b[i]))
+		}
+		r.pos, r.state = i+1, stValue
+	case stValue:
+		if i >= len(b) {
+			r.pos = i
+			return rec, false, jsontext.ErrShort
+		}
+		if r.recordsKey && b[i] == '[' {
+			r.pos, r.state, r.first, r.comma, r.records = i+1, stRecords, true, false, true
 			return rec, false, nil
 		}
-		if !r.first {
-			if b[i] != ',' {
-				return rec, false, r.errAt(ErrSyntax, i, fmt.Sprintf("want ',' or ']' between records, got %q", b[i]))
+		r.pos = i
+		var fl jsontext.Flags
+		if i, err = jsontext.Value(b, i, &fl); err != nil {
+			return rec, false, r.jsonErr(err, r.pos)
+		}
+		r.pos, r.state, r.first, r.comma = i, stTop, false, false
+	case stRecords:
+		if i >= len(b) {
+			r.pos = i
+			return rec, false, jsontext.ErrShort
+		}
+		if !r.comma {
+			if b[i] == ']' {
+				r.pos, r.state, r.first = i+1, stTop, false
+				return rec, false, nil
 			}
-			if i = jsontext.SkipSpace(b, i+1); i >= len(b) {
-				return rec, false, jsontext.ErrShort
+			if !r.first {
+				if b[i] != ',' {
+					return rec, false, r.errAt(ErrSyntax, i, fmt.Sprintf("want ',' or ']' between records, got %q", b[i]))
+				}
+				r.comma = true
+				if i = jsontext.SkipSpace(b, i+1); i >= len(b) {
+					r.pos = i
+					return rec, false, jsontext.ErrShort
+				}
 			}
 		}
+		r.pos = i
 		if b[i] != '{' {
 			return rec, false, r.errAt(ErrSyntax, i, fmt.Sprintf("record is not an object: starts with %q", b[i]))
 		}
 		start := i
-		if i, err = pick(b, i, &rec.Fields); err != nil {
+		if i, err = pick(b, i, &rec); err != nil {
 			return Record{}, false, r.jsonErr(err, start)
 		}
 		rec.Raw = b[start:i]
-		r.pos, r.first = i, false
+		r.pos, r.first, r.comma = i, false, false
 		return rec, true, nil
 	case stDone:
 		if i < len(b) {
@@ -276,14 +315,23 @@ func (r *Reader) fill() error {
 	return nil
 }
 
-// pick validates the object at b[i] and fills f from its top-level members.
-func pick(b []byte, i int, f *Fields) (int, error) {
+// pick validates the object at b[i], fills rec.Fields from its top-level
+// members and sets rec.Plain.
+func pick(b []byte, i int, rec *Record) (int, error) {
 	var fl jsontext.Flags
-	i = jsontext.SkipSpace(b, i+1)
+	pullingKey := false
+	f := &rec.Fields
+	if j := jsontext.SkipSpace(b, i+1); j != i+1 {
+		fl |= jsontext.Space
+		i = j
+	} else {
+		i++
+	}
 	if i >= len(b) {
 		return i, jsontext.ErrShort
 	}
 	if b[i] == '}' {
+		rec.Plain = fl == 0
 		return i + 1, nil
 	}
 	for {
@@ -291,31 +339,48 @@ func pick(b []byte, i int, f *Fields) (int, error) {
 			return i, &jsontext.SyntaxError{Offset: i, Msg: fmt.Sprintf("want object key, got %q", b[i])}
 		}
 		ks := i
+		var kfl jsontext.Flags
 		var err error
-		if i, err = jsontext.String(b, i, &fl); err != nil {
+		if i, err = jsontext.String(b, i, &kfl); err != nil {
 			return i, err
 		}
-		ke := i
+		key := b[ks+1 : i-1]
+		if kfl&jsontext.Escape != 0 { // an escaped spelling of a key is the same key
+			key = jsontext.Unquote(b[ks:i], nil)
+		}
+		fl |= kfl
 		if i, err = jsontext.Colon(b, i, &fl); err != nil {
 			return i, err
 		}
 		vs := i
-		if i, err = jsontext.Value(b, i, &fl); err != nil {
+		if b[i] == '"' {
+			var vfl jsontext.Flags
+			if i, err = jsontext.String(b, i, &vfl); err != nil {
+				return i, err
+			}
+			fl |= vfl
+			if dst := f.slot(key); dst != nil {
+				if vfl&jsontext.Escape == 0 {
+					*dst = b[vs+1 : i-1]
+				} else {
+					*dst = jsontext.Unquote(b[vs:i], nil)
+				}
+			}
+		} else if i, err = jsontext.Value(b, i, &fl); err != nil {
 			return i, err
 		}
-		if b[vs] == '"' {
-			if dst := f.slot(b[ks+1 : ke-1]); dst != nil {
-				*dst = jsontext.Unquote(b[vs:i], nil)
-			}
+		if len(key) == len(jsonpay.Key) && string(key) == jsonpay.Key {
+			pullingKey = true
 		}
 		var more bool
 		if i, more, err = jsontext.Next(b, i, '}', &fl); err != nil || !more {
+			rec.Plain = err == nil && fl&(jsontext.Space|jsontext.BadUTF8) == 0 && !pullingKey
 			return i, err
 		}
 	}
 }
 
-// slot maps a raw key to the field it fills.
+// slot maps an unescaped key to the field it fills.
 func (f *Fields) slot(key []byte) *[]byte {
 	switch string(key) {
 	case "eventSource":
@@ -331,11 +396,6 @@ func (f *Fields) slot(key []byte) *[]byte {
 	case "recipientAccountId":
 		return &f.RecipientAccountID
 	}
-	for _, c := range key {
-		if c == '\\' { // an escaped spelling of a key is the same key
-			return f.slot(jsontext.Unquote(append(append([]byte{'"'}, key...), '"'), nil))
-		}
-	}
 	return nil
 }
 
@@ -343,15 +403,15 @@ func (f *Fields) slot(key []byte) *[]byte {
 // CloudTrailEvent string of a LookupEvents result once JSON-unescaped, and
 // returns its fields (aliasing raw). Errors wrap ErrSyntax or ErrTruncated.
 func Pick(raw []byte) (Fields, error) {
-	var f Fields
+	var rec Record
 	i := jsontext.SkipSpace(raw, 0)
 	if i >= len(raw) {
-		return f, &Error{Err: ErrTruncated, Offset: int64(i), Detail: "empty record"}
+		return Fields{}, &Error{Err: ErrTruncated, Offset: int64(i), Detail: "empty record"}
 	}
 	if raw[i] != '{' {
-		return f, &Error{Err: ErrSyntax, Offset: int64(i), Detail: fmt.Sprintf("record is not an object: starts with %q", raw[i])}
+		return Fields{}, &Error{Err: ErrSyntax, Offset: int64(i), Detail: fmt.Sprintf("record is not an object: starts with %q", raw[i])}
 	}
-	end, err := pick(raw, i, &f)
+	end, err := pick(raw, i, &rec)
 	if err != nil {
 		var se *jsontext.SyntaxError
 		if errors.As(err, &se) {
@@ -362,7 +422,7 @@ func Pick(raw []byte) (Fields, error) {
 	if t := jsontext.SkipSpace(raw, end); t != len(raw) {
 		return Fields{}, &Error{Err: ErrSyntax, Offset: int64(t), Detail: "data after the record"}
 	}
-	return f, nil
+	return rec.Fields, nil
 }
 
 // Reasons returned by Skip.

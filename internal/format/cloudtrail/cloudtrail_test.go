@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/format/internal/golden"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/format/jsonpay"
 )
 
 // readAll drains a reader, copying what the reader's contract says may be
@@ -27,7 +28,7 @@ func readAll(r *Reader) (recs []Record, err error) {
 			EventSource: bytes.Clone(rec.EventSource), EventName: bytes.Clone(rec.EventName),
 			EventID: bytes.Clone(rec.EventID), EventTime: bytes.Clone(rec.EventTime),
 			AWSRegion: bytes.Clone(rec.AWSRegion), RecipientAccountID: bytes.Clone(rec.RecipientAccountID),
-		}})
+		}, Plain: rec.Plain})
 	}
 }
 
@@ -61,6 +62,7 @@ func TestGolden(t *testing.T) {
 
 func TestReaderEdges(t *testing.T) {
 	big := `{"eventName":"` + strings.Repeat("x", 5000) + `"}`
+	ws := strings.Repeat(" \n\t\r", 3000) // 12000 bytes, more than the 4096 cap below
 	for _, c := range []struct {
 		name  string
 		in    string
@@ -87,6 +89,14 @@ func TestReaderEdges(t *testing.T) {
 		{name: "truncated before closing brace", in: `{"Records":[{"eventName":"A"}]`, n: 1, want: ErrTruncated, names: "A"},
 		{name: "data after object", in: `{"Records":[]}{"Records":[]}`, want: ErrSyntax},
 		{name: "record over the cap", in: `{"Records":[{"eventName":"A"},` + big + `]}`, max: 4096, n: 1, want: ErrRecordTooLarge, names: "A"},
+		{name: "whitespace over the cap between elements", max: 4096, n: 2, want: io.EOF, names: "AB",
+			in: ws + `{` + ws + `"x"` + ws + `:1` + ws + `,` + ws + `"Records"` + ws + `:` + ws + `[` + ws + `{"eventName":"A"}` + ws + `,` + ws + `{"eventName":"B"}` + ws + `]` + ws + `,` + ws + `"z":2` + ws + `}` + ws},
+		{name: "whitespace over the cap then a trailing comma", max: 4096, n: 1, want: ErrSyntax, names: "A",
+			in: `{"Records":[{"eventName":"A"},` + ws + `]}`},
+		{name: "whitespace over the cap then a trailing member comma", max: 4096, want: ErrSyntax,
+			in: `{"Records":[],` + ws + `}`},
+		{name: "whitespace over the cap then the end", max: 4096, n: 1, want: ErrTruncated, names: "A",
+			in: `{"Records":[{"eventName":"A"}` + ws},
 		{name: "record under a larger cap", in: `{"Records":[{"eventName":"A"},` + big + `]}`, max: 8192, n: 2, want: io.EOF, names: "A" + strings.Repeat("x", 5000)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -215,6 +225,8 @@ func FuzzReader(f *testing.F) {
 		`{"Records":[{"eventName":"A","eventSource":"s3.amazonaws.com"},{"eventID":"x"}]}`,
 		`{"a":1,"Records":[]}`, `{"logFiles":[]}`, `{"Records":[{"eventName":"\u0041"}`, `[1]`,
 		`{"Records":[{"x":[{"y":"z"}],"awsRegion":"eu-west-1"}]} `,
+		`{"Records":[{"@devo_pulling_id":1},{"a":{"@devo_pulling_id":1}},{"\u0040devo_pulling_id":"x"}, {"b" :"\u00e9é"}]}`,
+		"{\"Records\":[{\"a\":\"\xff\"},{\"eventName\":\"abcdefghijklmnop\\\"q\"}]}",
 	} {
 		f.Add([]byte(s), uint16(64))
 	}
@@ -235,9 +247,17 @@ func FuzzReader(f *testing.F) {
 			if !json.Valid(r.Raw) || r.Raw[0] != '{' {
 				t.Fatalf("record %q is not a valid object", r.Raw)
 			}
+			var compact bytes.Buffer
+			if err := json.Compact(&compact, r.Raw); err != nil {
+				t.Fatal(err)
+			}
 			var m map[string]json.RawMessage
 			if json.Unmarshal(r.Raw, &m) != nil {
 				continue
+			}
+			_, hasKey := m[jsonpay.Key]
+			if plain := bytes.Equal(compact.Bytes(), r.Raw) && utf8.Valid(r.Raw) && !hasKey; r.Plain != plain {
+				t.Fatalf("record %q: Plain %v, want %v", r.Raw, r.Plain, plain)
 			}
 			check := func(key string, got []byte) {
 				v, ok := m[key]

@@ -46,9 +46,8 @@ func Append(dst, raw []byte, pullingID string) ([]byte, error) {
 		return dst, fmt.Errorf("%w: starts with %q", ErrNotObject, raw[i])
 	}
 	var fl jsontext.Flags
-	members, hasKey := 0, false
+	hasKey := false
 	end, err := jsontext.Members(raw, i, &fl, func(m jsontext.Member) error {
-		members++
 		if isKey(m.Key) {
 			hasKey = true
 		}
@@ -60,14 +59,8 @@ func Append(dst, raw []byte, pullingID string) ([]byte, error) {
 	if t := jsontext.SkipSpace(raw, end); t != len(raw) {
 		return dst, fmt.Errorf("%w: data after the object at offset %d", ErrInvalid, t)
 	}
-	clean := fl&jsontext.Space == 0 && !hasKey && i == 0 &&
-		(fl&jsontext.NonASCII == 0 || utf8.Valid(raw[:end]))
-	if clean {
-		dst = append(dst, raw[:end-1]...)
-		if members > 0 {
-			dst = append(dst, ',')
-		}
-		return appendKey(dst, pullingID), nil
+	if fl&(jsontext.Space|jsontext.BadUTF8) == 0 && !hasKey && i == 0 {
+		return AppendPlain(dst, raw[:end], pullingID), nil
 	}
 
 	dst = append(dst, '{')
@@ -92,6 +85,19 @@ func Append(dst, raw []byte, pullingID string) ([]byte, error) {
 		dst = append(dst, ',')
 	}
 	return appendKey(dst, pullingID), nil
+}
+
+// AppendPlain appends to dst the object raw followed by Key with the value
+// pullingID as its last member. raw must be what Append would copy as is:
+// one valid JSON object with no whitespace between or around its tokens,
+// valid UTF-8, and no top-level Key member. A reader that has validated raw
+// (cloudtrail.Record.Plain) calls it to skip Append's second pass.
+func AppendPlain(dst, raw []byte, pullingID string) []byte {
+	dst = append(dst, raw[:len(raw)-1]...)
+	if len(raw) > 2 { // not {}
+		dst = append(dst, ',')
+	}
+	return appendKey(dst, pullingID)
 }
 
 func invalid(err error) error {

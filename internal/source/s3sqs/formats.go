@@ -69,7 +69,6 @@ func (w *work) cloudTrail(text io.Reader) error {
 	svc := w.s.svc
 	cache := w.tags.main
 	id := w.cyc.ID
-	plainID := plainPullingID(id)
 	def := cache.Tag(svc.DefaultEventType)
 	var deriver *tag.Deriver
 	// bySource caches eventSource → tag for this object: a file holds few
@@ -108,7 +107,7 @@ func (w *work) cloudTrail(text io.Reader) error {
 				bySource[string(rec.EventSource)] = t
 			}
 		}
-		payload, err := appendPayload(make([]byte, 0, len(rec.Raw)+len(id)+24), rec.Raw, id, plainID)
+		payload, err := appendPayload(make([]byte, 0, len(rec.Raw)+len(id)+24), &rec, id)
 		if err != nil {
 			return err
 		}

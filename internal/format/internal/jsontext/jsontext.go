@@ -10,8 +10,10 @@
 package jsontext
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"unicode/utf8"
 )
 
@@ -42,8 +44,13 @@ type Flags uint8
 const (
 	// Space: insignificant whitespace was skipped between tokens.
 	Space Flags = 1 << iota
-	// NonASCII: a string held a byte >= 0x80 (its UTF-8 may be invalid).
+	// NonASCII: a string held a byte >= 0x80.
 	NonASCII
+	// BadUTF8: a string held a byte that is not part of valid UTF-8 (set
+	// with NonASCII).
+	BadUTF8
+	// Escape: a string held a backslash escape.
+	Escape
 )
 
 // plain[c] is true for the bytes that can be copied inside a string without
@@ -68,7 +75,11 @@ func SkipSpace(b []byte, i int) int {
 }
 
 // skipSpaceFlag is SkipSpace that also records skipped whitespace in fl.
+// Compact input (the common case) costs one comparison.
 func skipSpaceFlag(b []byte, i int, fl *Flags) int {
+	if i < len(b) && b[i] > ' ' {
+		return i
+	}
 	j := SkipSpace(b, i)
 	if j != i {
 		*fl |= Space
@@ -106,11 +117,37 @@ func value(b []byte, i int, fl *Flags, depth int) (int, error) {
 	}
 }
 
-// String validates and skips the string whose opening quote is b[i].
+// Word-at-a-time constants: lsb has the low bit of every byte set, msb the
+// high bit.
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// special returns a word with the high bit set in the byte of x (little
+// endian) that is the first '"', '\\', control byte (< 0x20) or byte >= 0x80,
+// and possibly in later bytes; 0 when all eight bytes are plain.
+func special(x uint64) uint64 {
+	q := x ^ (lsb * '"')
+	s := x ^ (lsb * '\\')
+	// (v-lsb)&^v marks zero bytes of v; x-0x20.. marks bytes below 0x20 (a
+	// borrow only marks bytes after a marked one); x marks bytes >= 0x80.
+	return ((q-lsb)&^q | (s-lsb)&^s | (x - lsb*0x20) | x) & msb
+}
+
+// String validates and skips the string whose opening quote is b[i]. Runs
+// of plain bytes are skipped eight at a time.
 func String(b []byte, i int, fl *Flags) (int, error) {
 	start := i
 	i++
 	for {
+		for i+8 <= len(b) {
+			if m := special(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
+				break
+			}
+			i += 8
+		}
 		for i < len(b) && plain[b[i]] {
 			i++
 		}
@@ -121,6 +158,7 @@ func String(b []byte, i int, fl *Flags) (int, error) {
 		case c == '"':
 			return i + 1, nil
 		case c == '\\':
+			*fl |= Escape
 			if i+1 >= len(b) {
 				return start, ErrShort
 			}
@@ -144,7 +182,16 @@ func String(b []byte, i int, fl *Flags) (int, error) {
 			return start, syntaxErr(i, "control byte 0x%02x in string", c)
 		default: // >= 0x80
 			*fl |= NonASCII
-			i++
+			r, size := utf8.DecodeRune(b[i:])
+			if r == utf8.RuneError && size == 1 {
+				if !utf8.FullRune(b[i:]) {
+					// The rune may be cut by the end of b, so the
+					// closing quote is not in b either.
+					return start, ErrShort
+				}
+				*fl |= BadUTF8
+			}
+			i += size
 		}
 	}
 }
@@ -276,6 +323,9 @@ func array(b []byte, i int, fl *Flags, depth int) (int, error) {
 // Colon skips whitespace, a ':' and whitespace, returning the index of the
 // value that follows.
 func Colon(b []byte, i int, fl *Flags) (int, error) {
+	if i+1 < len(b) && b[i] == ':' && b[i+1] > ' ' {
+		return i + 1, nil
+	}
 	i = skipSpaceFlag(b, i, fl)
 	if i >= len(b) {
 		return i, ErrShort
@@ -294,6 +344,16 @@ func Colon(b []byte, i int, fl *Flags) (int, error) {
 // ',' (more = true, the index of the next token returned) or the closer
 // (more = false, the index just past it).
 func Next(b []byte, i int, closer byte, fl *Flags) (next int, more bool, err error) {
+	if i+1 < len(b) {
+		switch b[i] {
+		case ',':
+			if b[i+1] > ' ' {
+				return i + 1, true, nil
+			}
+		case closer:
+			return i + 1, false, nil
+		}
+	}
 	i = skipSpaceFlag(b, i, fl)
 	if i >= len(b) {
 		return i, false, ErrShort

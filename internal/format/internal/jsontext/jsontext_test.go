@@ -3,7 +3,9 @@ package jsontext
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // whole reports whether b is exactly one valid JSON value with optional
@@ -78,7 +80,10 @@ func TestFlags(t *testing.T) {
 		{`{"a":1}`, 0},
 		{`{ "a":1}`, Space},
 		{`{"a":"é"}`, NonASCII},
-		{"[1,\n\"\xff\"]", Space | NonASCII},
+		{"[1,\n\"\xff\"]", Space | NonASCII | BadUTF8},
+		{`["a\"b"]`, Escape},
+		{"{\"\xed\xa0\x80\":\"\\u00e9\"}", NonASCII | BadUTF8 | Escape}, // a UTF-8 surrogate is invalid
+		{"[\"\xf0\x9f\x98\x80 0123456789\", \"x\"]", NonASCII | Space},
 	} {
 		var fl Flags
 		if _, err := Value([]byte(c.in), 0, &fl); err != nil {
@@ -86,6 +91,50 @@ func TestFlags(t *testing.T) {
 		}
 		if fl != c.want {
 			t.Errorf("%q: flags %b, want %b", c.in, fl, c.want)
+		}
+	}
+}
+
+// TestStringPositions puts each kind of byte at every offset of a string
+// longer than a word, so that both the word-at-a-time loop and the byte loop
+// meet it, and checks validity, the end and the flags against encoding/json
+// and unicode/utf8.
+func TestStringPositions(t *testing.T) {
+	inserts := []string{`"`, `\\`, `\"`, `\u00e9`, `\x`, `\u12`, "\x00", "\x1f", "\t", " ", "~", "\x7f",
+		"é", "\xff", "\xc3", "\xe2\x82", "€", "\xf0\x9f\x98\x80", "\xed\xa0\x80"}
+	for _, ins := range inserts {
+		for pos := 0; pos <= 20; pos++ {
+			body := strings.Repeat("a", pos) + ins + strings.Repeat("b", 20-pos)
+			for _, in := range []string{`"` + body + `"`, `"` + body} {
+				var fl Flags
+				end, err := String([]byte(in), 0, &fl)
+				valid := json.Valid([]byte(in))
+				switch {
+				case valid && (err != nil || end != len(in)):
+					t.Errorf("%q: end %d err %v, want %d", in, end, err, len(in))
+				case !valid && err == nil && end == len(in):
+					t.Errorf("%q accepted, encoding/json rejects it", in)
+				}
+				if err != nil {
+					continue
+				}
+				s := in[:end]
+				want := Flags(0)
+				if strings.ContainsRune(s, '\\') {
+					want |= Escape
+				}
+				for k := 0; k < len(s); k++ {
+					if s[k] >= 0x80 {
+						want |= NonASCII
+					}
+				}
+				if !utf8.ValidString(s) {
+					want |= BadUTF8
+				}
+				if fl != want {
+					t.Errorf("%q: flags %04b, want %04b", s, fl, want)
+				}
+			}
 		}
 	}
 }
@@ -132,6 +181,23 @@ func FuzzValue(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if got, want := whole(b), json.Valid(b); got != want {
 			t.Fatalf("scanner valid=%v, encoding/json valid=%v for %q", got, want, b)
+		}
+		var fl Flags
+		end, err := Value(b, 0, &fl)
+		if err != nil {
+			return
+		}
+		// In a valid value, bytes >= 0x80 and backslashes occur only in
+		// strings.
+		v := b[:end]
+		if got, want := fl&NonASCII != 0, strings.IndexFunc(string(v), func(r rune) bool { return r >= utf8.RuneSelf }) >= 0; got != want {
+			t.Fatalf("%q: NonASCII %v, want %v", v, got, want)
+		}
+		if got, want := fl&BadUTF8 != 0, !utf8.Valid(v); got != want {
+			t.Fatalf("%q: BadUTF8 %v, want %v", v, got, want)
+		}
+		if got, want := fl&Escape != 0, strings.IndexByte(string(v), '\\') >= 0; got != want {
+			t.Fatalf("%q: Escape %v, want %v", v, got, want)
 		}
 	})
 }
