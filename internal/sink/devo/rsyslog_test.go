@@ -186,7 +186,7 @@ func TestRsyslogOutageLosesNothing(t *testing.T) {
 	h.start(context.Background())
 
 	ctx := context.Background()
-	const outage = 10 * time.Second
+	const outage = 30 * time.Second // the outage
 	produced := 0
 	emitFor := func(d time.Duration) {
 		end := time.Now().Add(d)
