@@ -127,12 +127,16 @@ const (
 // special returns a word with the high bit set in the byte of x (little
 // endian) that is the first '"', '\\', control byte (< 0x20) or byte >= 0x80,
 // and possibly in later bytes; 0 when all eight bytes are plain.
+//
+// v-lsb sets the high bit of each byte of v that is 0 or >= 0x81, and a
+// borrow only reaches the byte after a 0 byte. For v = x^'"' or x^'\\' a
+// byte >= 0x81 means x >= 0x80, which the final |x marks anyway. Likewise
+// x-0x20.. marks the bytes below 0x20 and, besides those, only bytes after
+// one of them or bytes >= 0x80.
 func special(x uint64) uint64 {
 	q := x ^ (lsb * '"')
 	s := x ^ (lsb * '\\')
-	// (v-lsb)&^v marks zero bytes of v; x-0x20.. marks bytes below 0x20 (a
-	// borrow only marks bytes after a marked one); x marks bytes >= 0x80.
-	return ((q-lsb)&^q | (s-lsb)&^s | (x - lsb*0x20) | x) & msb
+	return ((q - lsb) | (s - lsb) | (x - lsb*0x20) | x) & msb
 }
 
 // String validates and skips the string whose opening quote is b[i]. Runs
@@ -141,18 +145,20 @@ func String(b []byte, i int, fl *Flags) (int, error) {
 	start := i
 	i++
 	for {
-		for i+8 <= len(b) {
-			if m := special(binary.LittleEndian.Uint64(b[i:])); m != 0 {
-				i += bits.TrailingZeros64(m) >> 3
-				break
+		if i+8 <= len(b) {
+			m := special(binary.LittleEndian.Uint64(b[i:]))
+			if m == 0 {
+				i += 8
+				continue
 			}
-			i += 8
-		}
-		for i < len(b) && plain[b[i]] {
-			i++
-		}
-		if i >= len(b) {
-			return start, ErrShort
+			i += bits.TrailingZeros64(m) >> 3
+		} else {
+			for i < len(b) && plain[b[i]] {
+				i++
+			}
+			if i >= len(b) {
+				return start, ErrShort
+			}
 		}
 		switch c := b[i]; {
 		case c == '"':
