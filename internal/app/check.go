@@ -6,16 +6,21 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/awsapi"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/sink/devo"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/sqsengine"
 )
 
 // Check is `validate --check`: it reaches AWS with every enabled input's
-// credentials (printing the mode and the account id, never a secret) and
-// resolves every SQS queue in every region. It prints one line per check
-// and returns an error naming every one that failed, with AWS's reason.
+// credentials (printing the mode and the account id, never a secret),
+// resolves every SQS queue in every region, and opens one connection to
+// every network output through its start-up probe (so a rejected client
+// certificate shows). It prints one line per check and returns an error
+// naming every one that failed, with the reason.
 func Check(ctx context.Context, cfg *config.Config, w io.Writer) error {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var failed []error
@@ -53,6 +58,24 @@ func Check(ctx context.Context, cfg *config.Config, w io.Writer) error {
 				fmt.Fprintf(w, "ok   service %s in %s: queue %s\n", svc.Name, region, q.URL)
 			}
 		}
+	}
+	for _, o := range cfg.Outputs {
+		if o.Type == config.OutputConsole || o.Type == config.OutputStdout {
+			continue
+		}
+		s, err := devo.New(senderOptions(cfg, o, pipeline.NewQueue(1, 1), nil, log))
+		if err != nil {
+			fail(fmt.Errorf("output %s: %w", o.Name, err))
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err = s.Check(cctx)
+		cancel()
+		if err != nil {
+			fail(fmt.Errorf("output %s: %w", o.Name, err))
+			continue
+		}
+		fmt.Fprintf(w, "ok   output %s: connected to %s:%d\n", o.Name, o.Address, o.Port)
 	}
 	if len(failed) > 0 {
 		return fmt.Errorf("%d check(s) failed: %w", len(failed), errors.Join(failed...))
