@@ -26,6 +26,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/wire"
 )
 
 // TagPrefix starts the tag of every internal message sent to the
@@ -190,23 +191,23 @@ func (h *Handler) event(r slog.Record) *pipeline.Event {
 
 	p := make([]byte, 0, len(msg)+256)
 	p = append(p, `{"msg":`...)
-	p = appendJSONString(p, msg)
+	p = wire.AppendJSONString(p, msg)
 	p = append(p, `,"time":"`...)
 	p = t.AppendFormat(p, timeLayout)
 	p = append(p, `","level":"`...)
 	p = append(p, level...)
 	p = append(p, `","collector_name":`...)
-	p = appendJSONString(p, o.CollectorName)
+	p = wire.AppendJSONString(p, o.CollectorName)
 	p = append(p, `,"collector_version":`...)
-	p = appendJSONString(p, o.CollectorVersion)
+	p = wire.AppendJSONString(p, o.CollectorVersion)
 	p = append(p, `,"collector_image":`...)
-	p = appendJSONString(p, o.CollectorImage)
+	p = wire.AppendJSONString(p, o.CollectorImage)
 	for _, f := range [...]struct{ key, val string }{{"input_name", input}, {"service_name", service}, {"module_name", unit}} {
 		if f.val != "" {
 			p = append(p, `,"`...)
 			p = append(p, f.key...)
 			p = append(p, `":`...)
-			p = appendJSONString(p, f.val)
+			p = wire.AppendJSONString(p, f.val)
 		}
 	}
 	p = append(p, '}')
@@ -450,57 +451,4 @@ func (o *Outputs) track(ev *pipeline.Event) {
 		o.cur = ev
 		clear(o.has)
 	}
-}
-
-const hex = "0123456789abcdef"
-
-// appendJSONString appends s as a JSON string: no HTML escaping, control
-// characters escaped, invalid UTF-8 replaced by U+FFFD, and U+2028 and
-// U+2029 escaped as encoding/json does.
-func appendJSONString[T string | []byte](dst []byte, s T) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
-			i++
-			continue
-		}
-		if c < utf8.RuneSelf {
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRune([]byte(s[i:min(i+utf8.UTFMax, len(s))]))
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }
