@@ -124,6 +124,17 @@ func isKey(quoted []byte) bool {
 func appendKey(dst []byte, id string) []byte {
 	dst = append(dst, quotedKey...)
 	dst = append(dst, ':', '"')
+	plain := true
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c < 0x20 || c == '"' || c == '\\' {
+			plain = false
+			break
+		}
+	}
+	if plain { // the usual "1717161300.123456"
+		dst = append(dst, id...)
+		return append(dst, '"', '}')
+	}
 	for i := 0; i < len(id); i++ {
 		switch c := id[i]; {
 		case c == '"' || c == '\\':

@@ -56,6 +56,27 @@ func TestAppend(t *testing.T) {
 	}
 }
 
+// TestPullingIDEncoding: whatever the id, the member decodes back to it, for
+// Append and AppendPlain alike.
+func TestPullingIDEncoding(t *testing.T) {
+	for _, id := range []string{testID, "", `a"b\\c`, "tab\tnl\n\x01\x1f", "é€"} {
+		for _, raw := range []string{`{}`, `{"a":1}`} {
+			plain := AppendPlain([]byte("x"), []byte(raw), id)
+			full, err := Append([]byte("x"), []byte(raw), id)
+			if err != nil || !bytes.Equal(plain, full) {
+				t.Fatalf("%q, %q: AppendPlain %s, Append %s (%v)", raw, id, plain, full, err)
+			}
+			var m map[string]any
+			if err := json.Unmarshal(plain[1:], &m); err != nil {
+				t.Fatalf("%q, %q: %s: %v", raw, id, plain, err)
+			}
+			if m[Key] != id {
+				t.Errorf("%q, %q: %s decodes to %q", raw, id, plain, m[Key])
+			}
+		}
+	}
+}
+
 func TestAppendErrors(t *testing.T) {
 	for _, c := range []struct {
 		in   string
