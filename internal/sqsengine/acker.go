@@ -25,6 +25,10 @@ type acker struct {
 	e     *Engine
 	q     Queue
 	slots *slots
+	ext   *extender
+	// order is set for FIFO queues: fates take effect in receive order
+	// within a message group (order.go).
+	order *groupOrder
 
 	stopCh   chan struct{}
 	stopOnce sync.Once
@@ -43,8 +47,8 @@ type op struct {
 	vis    time.Duration // for returns
 }
 
-func newAcker(e *Engine, q Queue, s *slots) *acker {
-	return &acker{e: e, q: q, slots: s, stopCh: make(chan struct{}), sem: make(chan struct{}, maxConcurrentCalls)}
+func newAcker(e *Engine, q Queue, s *slots, x *extender, order *groupOrder) *acker {
+	return &acker{e: e, q: q, slots: s, ext: x, order: order, stopCh: make(chan struct{}), sem: make(chan struct{}, maxConcurrentCalls)}
 }
 
 // stop makes run flush what it holds, without retries, and return.
@@ -66,7 +70,7 @@ func (a *acker) run(ctx context.Context, fates <-chan settled) {
 	for {
 		select {
 		case s := <-fates:
-			a.decide(s)
+			a.take(s)
 			if len(a.deletes) >= 10 || len(a.returns) >= 10 {
 				a.flush(ctx, false)
 			}
@@ -84,7 +88,7 @@ func (a *acker) run(ctx context.Context, fates <-chan settled) {
 			for {
 				select {
 				case s := <-fates:
-					a.decide(s)
+					a.take(s)
 					continue
 				default:
 				}
@@ -97,20 +101,44 @@ func (a *acker) run(ctx context.Context, fates <-chan settled) {
 	}
 }
 
-// decide turns a settled message into an op.
-func (a *acker) decide(s settled) {
+// take handles a settled message: at once on a standard queue; on a FIFO
+// queue when every earlier message of its group has had its fate.
+func (a *acker) take(s settled) {
+	if a.order == nil || s.m.GroupID == "" {
+		a.decide(s, nil)
+		return
+	}
+	a.order.settle(s, a.decide)
+}
+
+// decide turns a settled message into an op. behind is non-nil when an
+// earlier message of its FIFO group stays in the queue: a delivered message
+// then goes back too, hidden as long as that one (*behind), so that SQS
+// hands the group out again in order. decide reports whether the message
+// stays in the queue to be received again, and for how long it is hidden.
+func (a *acker) decide(s settled, behind *time.Duration) (stays bool, vis time.Duration) {
 	cfg := a.e.cfg
 	m := s.m
+	if m.GroupID != "" && a.ext != nil {
+		// A FIFO message is renewed until its turn comes (order.go).
+		a.ext.remove(m.ReceiptHandle)
+	}
+	if s.ok && behind != nil {
+		a.returns = append(a.returns, op{m: m, vis: *behind,
+			why: "an earlier message of its FIFO group was returned to the queue"})
+		return true, *behind
+	}
 	if s.ok {
 		a.deletes = append(a.deletes, op{m: m})
-		return
+		return false, 0
 	}
 	if IsPoison(s.err) {
 		a.e.logPoisonOnce(m, s.err)
 	}
 	if max(m.ReceiveCount, 1) < cfg.MaxReceiveCount {
-		a.returns = append(a.returns, op{m: m, why: s.why, vis: returnVisibility(cfg.ReturnBackoff, cfg.ReturnBackoffMax, m.ReceiveCount)})
-		return
+		vis := returnVisibility(cfg.ReturnBackoff, cfg.ReturnBackoffMax, m.ReceiveCount)
+		a.returns = append(a.returns, op{m: m, why: s.why, vis: vis})
+		return true, vis
 	}
 	if a.q.DeadLetter {
 		// SQS moves it to the dead-letter queue once its receive count
@@ -119,9 +147,17 @@ func (a *acker) decide(s settled) {
 		a.e.log.Warn("sqs message keeps failing, left for the dead-letter queue",
 			"message_id", m.ID, "receive_count", m.ReceiveCount, "reason", s.why)
 		a.slots.release(1)
-		return
+		if a.q.DeadLetterMaxReceives > 0 && m.ReceiveCount >= a.q.DeadLetterMaxReceives {
+			// SQS moves it at the next receive: it has left its group.
+			return false, 0
+		}
+		// It will be received again (the redrive policy allows more
+		// receives than max_receive_count), hidden until then for the
+		// rest of its visibility timeout.
+		return true, cfg.VisibilityTimeout
 	}
 	a.deletes = append(a.deletes, op{m: m, poison: true, why: s.why})
+	return false, 0
 }
 
 // flush sends full batches, and the partial ones too when all is set.

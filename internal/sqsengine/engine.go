@@ -2,6 +2,7 @@ package sqsengine
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 )
@@ -210,6 +213,9 @@ type run struct {
 	fates  chan settled
 	ext    *extender
 	acker  *acker
+	// order is set on FIFO queues: fates take effect in receive order
+	// within a message group.
+	order *groupOrder
 
 	// workCtx is what handlers run under: it outlives the Run context by
 	// the grace period.
@@ -243,7 +249,10 @@ func newRun(e *Engine, q Queue, out pipeline.Emitter) *run {
 		r.lanes[i] = make(chan Message, cfg.MaxInFlight)
 	}
 	r.ext = newExtender(e, q)
-	r.acker = newAcker(e, q, r.slots)
+	if q.FIFO {
+		r.order = newGroupOrder()
+	}
+	r.acker = newAcker(e, q, r.slots, r.ext, r.order)
 	return r
 }
 
@@ -311,6 +320,12 @@ func (r *run) run(ctx context.Context) error {
 	// before it returns; the extender stops renewing at once.
 	r.acker.stop()
 	<-ackerDone
+	if r.order != nil {
+		if n := r.order.held(); n > 0 {
+			r.log.Warn("settled FIFO messages left behind an unsettled earlier message of their group, they will be received again",
+				"messages", n)
+		}
+	}
 	stopBG()
 	bgWG.Wait()
 	close(cycleStop)
@@ -319,6 +334,17 @@ func (r *run) run(ctx context.Context) error {
 }
 
 // receive long-polls until ctx ends or the queue disappears.
+//
+// On a FIFO queue every receive carries a new ReceiveRequestAttemptId. When
+// a receive fails in a way that may have lost SQS's answer on the wire (the
+// request could not be sent, or its response could not be read), SQS may
+// have handed out messages the engine never saw; they would stay hidden for
+// the visibility timeout and hold their groups back. So the receive is
+// retried at once with the same attempt id and size: SQS then returns the
+// same messages and receipt handles. Should that fail too, the usual
+// backoff runs, and the attempt id is kept until a receive is answered.
+// A standard queue has no such id: its lost messages reappear after their
+// visibility timeout.
 func (r *run) receive(ctx context.Context) error {
 	cfg := r.e.cfg
 	c := &r.e.counters
@@ -328,49 +354,127 @@ func (r *run) receive(ctx context.Context) error {
 		types.MessageSystemAttributeNameMessageGroupId,
 		types.MessageSystemAttributeNameSentTimestamp,
 	}
-	for ctx.Err() == nil {
-		n, err := r.slots.acquireUpTo(ctx, cfg.MaxMessages)
-		if err != nil {
-			return nil
+	// retry is a FIFO receive whose answer may have been lost; it holds
+	// its slots until it is answered or its attempt id is too old to help.
+	var retry *lostReceive
+	defer func() {
+		if retry != nil {
+			r.slots.release(retry.n)
 		}
-		out, err := r.e.client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+	}()
+	for ctx.Err() == nil {
+		if retry != nil && time.Since(retry.since) >= min(attemptIDLifetime, cfg.VisibilityTimeout) {
+			// SQS no longer honours the id, or the messages are visible
+			// again and a new receive gets them.
+			r.slots.release(retry.n)
+			retry = nil
+		}
+		var n int
+		var attemptID string
+		if retry != nil {
+			n, attemptID = retry.n, retry.id
+		} else {
+			var err error
+			if n, err = r.slots.acquireUpTo(ctx, cfg.MaxMessages); err != nil {
+				return nil
+			}
+			if r.q.FIFO {
+				attemptID = rand.Text()
+			}
+		}
+		in := &sqs.ReceiveMessageInput{
 			QueueUrl:                    &r.q.URL,
 			MaxNumberOfMessages:         int32(n),
 			WaitTimeSeconds:             int32(cfg.WaitTime / time.Second),
 			VisibilityTimeout:           int32(cfg.VisibilityTimeout / time.Second),
 			MessageSystemAttributeNames: attrs,
 			MessageAttributeNames:       []string{"All"},
-		}, noRetry)
+		}
+		if attemptID != "" {
+			in.ReceiveRequestAttemptId = &attemptID
+		}
+		out, err := r.e.client.ReceiveMessage(ctx, in, noRetry)
 		if err != nil {
-			r.slots.release(n)
 			if ctx.Err() != nil {
+				if retry == nil {
+					r.slots.release(n)
+				}
 				return nil
 			}
 			c.Errors.Add(1)
 			if queueGone(err) {
+				if retry == nil {
+					r.slots.release(n)
+				}
 				return queueError(r.e.cfg.Queue, r.e.cfg.Service, r.e.cfg.Region, err)
 			}
+			if retry == nil {
+				if attemptID != "" && answerMayBeLost(err) {
+					retry = &lostReceive{id: attemptID, n: n, since: time.Now()}
+					r.log.Warn("sqs receive answer lost, retrying at once with the same attempt id",
+						"err", err, "receive_request_attempt_id", attemptID)
+					continue
+				}
+				r.slots.release(n)
+			}
 			wait := bo.next()
-			r.log.Warn("sqs receive failed, backing off", "err", err, "backoff", wait.Round(time.Millisecond))
+			if retry != nil {
+				r.log.Warn("sqs receive failed, backing off, then retrying with the same attempt id", "err", err,
+					"backoff", wait.Round(time.Millisecond), "receive_request_attempt_id", attemptID)
+			} else {
+				r.log.Warn("sqs receive failed, backing off", "err", err, "backoff", wait.Round(time.Millisecond))
+			}
 			if !sleep(ctx, wait) {
 				return nil
 			}
 			continue
 		}
+		retry = nil
 		bo.reset()
 		c.Receives.Add(1)
 		got := time.Now()
 		r.slots.release(n - len(out.Messages))
-		for _, sm := range out.Messages {
+		msgs := make([]Message, len(out.Messages))
+		for i, sm := range out.Messages {
 			m := newMessage(sm)
+			msgs[i] = m
 			c.Received.Add(1)
 			// Renewal starts now, not when a worker takes the message:
 			// a message waiting for a busy worker is in flight too.
 			r.ext.add(m, got)
+			// The whole receive is in its groups' order before any of it
+			// can settle.
+			if r.ordered(m) {
+				r.order.add(m)
+			}
+		}
+		for _, m := range msgs {
 			r.dispatch(m)
 		}
 	}
 	return nil
+}
+
+// attemptIDLifetime is how long SQS deduplicates receives by their
+// ReceiveRequestAttemptId.
+const attemptIDLifetime = 5 * time.Minute
+
+// lostReceive is a FIFO receive whose answer may have been lost.
+type lostReceive struct {
+	id    string
+	n     int // slots it holds, and the MaxNumberOfMessages it asked for
+	since time.Time
+}
+
+// answerMayBeLost reports whether a failed receive may have been carried
+// out by SQS without its answer reaching the engine: the request could not
+// be sent (or its answer not awaited), or the answer could not be read,
+// such as "deserialization failed … use of closed network connection". An
+// error SQS answered with (throttling, access denied) handed nothing out.
+func answerMayBeLost(err error) bool {
+	var de *smithy.DeserializationError
+	var se *smithyhttp.RequestSendError
+	return errors.As(err, &de) || errors.As(err, &se)
 }
 
 // noRetry turns the SDK's own retries off for receives: the engine backs
@@ -386,6 +490,10 @@ func (r *run) dispatch(m Message) {
 	h.Write([]byte(m.GroupID))
 	r.lanes[h.Sum32()%uint32(len(r.lanes))] <- m
 }
+
+// ordered reports whether m's fate must wait for the earlier messages of
+// its FIFO group.
+func (r *run) ordered(m Message) bool { return r.order != nil && m.GroupID != "" }
 
 func (r *run) worker(lane chan Message) {
 	shared := r.shared
@@ -425,7 +533,11 @@ func (r *run) handle(m Message) {
 		case !res.OK():
 			s.why = fmt.Sprintf("%d of %d event deliveries failed", res.Failed, res.Failed+res.Delivered)
 		}
-		r.ext.remove(m.ReceiptHandle)
+		if !r.ordered(m) {
+			// A FIFO message is renewed until its fate is decided, which
+			// may wait for an earlier message of its group.
+			r.ext.remove(m.ReceiptHandle)
+		}
 		// Never blocks: one entry per slot, and the channel has a place
 		// for every slot. After Run has returned nobody reads it, and the
 		// message reappears after its visibility timeout.
