@@ -349,7 +349,9 @@ func pick(b []byte, i int, rec *Record) (int, error) {
 			key = jsontext.Unquote(b[ks:i], nil)
 		}
 		fl |= kfl
-		if i, err = jsontext.Colon(b, i, &fl); err != nil {
+		if i+1 < len(b) && b[i] == ':' && b[i+1] > ' ' { // compact: no call
+			i++
+		} else if i, err = jsontext.Colon(b, i, &fl); err != nil {
 			return i, err
 		}
 		vs := i
@@ -371,6 +373,10 @@ func pick(b []byte, i int, rec *Record) (int, error) {
 		}
 		if len(key) == len(jsonpay.Key) && string(key) == jsonpay.Key {
 			pullingKey = true
+		}
+		if i+1 < len(b) && b[i] == ',' && b[i+1] == '"' { // compact: no call
+			i++
+			continue
 		}
 		var more bool
 		if i, more, err = jsontext.Next(b, i, '}', &fl); err != nil || !more {

@@ -290,11 +290,19 @@ func object(b []byte, i int, fl *Flags, depth int) (int, error) {
 		if i, err = String(b, i, fl); err != nil {
 			return i, err
 		}
-		if i, err = Colon(b, i, fl); err != nil {
+		// Compact input has the value right after ':' and the next key
+		// right after ','; only other input pays for the calls.
+		if i+1 < len(b) && b[i] == ':' && b[i+1] > ' ' {
+			i++
+		} else if i, err = Colon(b, i, fl); err != nil {
 			return i, err
 		}
 		if i, err = value(b, i, fl, depth); err != nil {
 			return i, err
+		}
+		if i+1 < len(b) && b[i] == ',' && b[i+1] == '"' {
+			i++
+			continue
 		}
 		var more bool
 		if i, more, err = Next(b, i, '}', fl); err != nil || !more {
