@@ -56,3 +56,29 @@ inputs:
 		t.Errorf("the secret appears in the output:\n%s", out)
 	}
 }
+
+// A service's own endpoints map wins over the input's endpoint_url.
+func TestValidateCheckHonoursServiceEndpoints(t *testing.T) {
+	emu := fauxqs.Start(t)
+	emu.MustCreateQueue(t, "svc-q", nil)
+	path := layout(t, fmt.Sprintf(`
+outputs:
+  out: {type: console}
+inputs:
+  aws:
+    id: "8"
+    regions: [us-east-1]
+    endpoint_url: http://127.0.0.1:1
+    endpoints: {sts: %[1]q}
+    credentials: {access_key: AKIACHECKEXAMPLE, access_secret: check-secret-value}
+    services:
+      cisco-umbrella: {sqs_queue_name: svc-q, endpoints: {sqs: %[1]q}}
+`, emu.URL))
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"validate", "--check", "--config", path}, &stdout, &stderr); code != exitOK {
+		t.Fatalf("exit %d\n%s%s", code, stdout.String(), stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "ok   service cisco-umbrella in us-east-1: queue ") {
+		t.Errorf("queue not resolved through the service's endpoint:\n%s", stdout.String())
+	}
+}

@@ -50,7 +50,7 @@ func Check(ctx context.Context, cfg *config.Config, w io.Writer) error {
 				continue
 			}
 			for _, region := range svc.Regions {
-				q, err := sqsengine.Resolve(ctx, sess.SQS(region), svc.Name, region, svc.QueueName)
+				q, err := sqsengine.Resolve(ctx, serviceSQS(sess, svc, region), svc.Name, region, svc.QueueName)
 				if err != nil {
 					fail(err)
 					continue

@@ -4,6 +4,11 @@ import (
 	"context"
 	"sync"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/devo-aws-collector/devo-aws-collector/internal/awsapi"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/source/s3sqs"
@@ -23,7 +28,7 @@ func buildSQSEvents(ctx context.Context, d Deps) (pipeline.Source, error) {
 		Service:     d.Service,
 		Region:      d.Region,
 		InputName:   d.Input.Name,
-		SQS:         d.Env.Session.SQS(d.Region),
+		SQS:         sqsClient(d),
 		AccountID:   d.Env.Session.AccountID,
 		Environment: d.Input.Environment,
 		Log:         d.Log,
@@ -42,7 +47,11 @@ func buildS3SQS(ctx context.Context, d Deps) (pipeline.Source, error) {
 		defer mu.Unlock()
 		c, ok := clients[region]
 		if !ok {
-			c = sess.S3(region)
+			c = sess.S3(region, func(o *s3.Options) {
+				if ep := d.Service.Endpoints[awsapi.APIS3]; ep != "" {
+					o.BaseEndpoint, o.UsePathStyle = aws.String(ep), true
+				}
+			})
 			clients[region] = c
 		}
 		return c
@@ -51,11 +60,25 @@ func buildS3SQS(ctx context.Context, d Deps) (pipeline.Source, error) {
 		Service:     d.Service,
 		Region:      d.Region,
 		InputName:   d.Input.Name,
-		SQS:         sess.SQS(d.Region),
+		SQS:         sqsClient(d),
 		S3:          s3For,
 		AccountID:   sess.AccountID,
 		Environment: d.Input.Environment,
 		Log:         d.Log,
 		Stats:       d.Stats,
+	})
+}
+
+// sqsClient is the unit's SQS client.
+func sqsClient(d Deps) *sqs.Client { return serviceSQS(d.Env.Session, d.Service, d.Region) }
+
+// serviceSQS is a service's SQS client for region, honouring the service's
+// own endpoint override (config: a service's endpoints map wins over the
+// input's).
+func serviceSQS(sess *awsapi.Session, svc *config.Service, region string) *sqs.Client {
+	return sess.SQS(region, func(o *sqs.Options) {
+		if ep := svc.Endpoints[awsapi.APISQS]; ep != "" {
+			o.BaseEndpoint = aws.String(ep)
+		}
 	})
 }
