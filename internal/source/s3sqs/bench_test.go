@@ -23,12 +23,17 @@ type wireSink struct {
 	buf    []byte
 	events int
 	bytes  int
+	last   string // a sample line, kept when keep is set
+	keep   bool
 }
 
 func (w *wireSink) Emit(_ context.Context, ev *pipeline.Event) error {
 	w.buf = wire.AppendDevo(w.buf[:0], "collector", ev.Tag, ev.Payload)
 	w.events++
 	w.bytes += len(w.buf)
+	if w.keep {
+		w.last = string(w.buf)
+	}
 	return nil
 }
 
@@ -101,6 +106,20 @@ func naiveTrail(b *testing.B, data []byte) int {
 	return len(recs)
 }
 
+// pullingIDOf returns the value of the last "@devo_pulling_id" in line.
+func pullingIDOf(line string) string {
+	const k = `"@devo_pulling_id":"`
+	i := strings.LastIndex(line, k)
+	if i < 0 {
+		return "<none>"
+	}
+	v := line[i+len(k):]
+	if j := strings.IndexByte(v, '"'); j >= 0 {
+		return v[:j]
+	}
+	return "<none>"
+}
+
 // timePerOp runs f until it has taken at least d, and returns the mean.
 func timePerOp(d time.Duration, f func()) time.Duration {
 	start := time.Now()
@@ -136,6 +155,18 @@ func BenchmarkCloudTrailObject(b *testing.B) {
 	if n := naiveTrail(b, data); n != records {
 		b.Fatalf("naive baseline read %d records, want %d", n, records)
 	}
+	// One run outside the timing checks that the lines are complete Devo
+	// lines: tagged by eventSource, with the pulling id last.
+	sink.keep = true
+	if err := h.src.Handle(ctx, benchMessage(body), pipeline.NewBatch(nil), sink); err != nil {
+		b.Fatal(err)
+	}
+	payload := sink.last[strings.Index(sink.last, ": {")+2 : len(sink.last)-1]
+	if id := pullingIDOf(sink.last); !strings.Contains(sink.last, " cloud.aws.cloudtrail.") || !json.Valid([]byte(payload)) ||
+		!strings.HasSuffix(payload, `,"@devo_pulling_id":"`+id+`"}`) || id == "" {
+		b.Fatalf("unexpected line %q", sink.last)
+	}
+	sink.keep = false
 	var ours, gunzip time.Duration
 	b.SetBytes(int64(len(text)))
 	b.ReportAllocs()
