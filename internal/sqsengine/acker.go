@@ -125,7 +125,7 @@ func (a *acker) decide(s settled, behind *time.Duration) (stays bool, vis time.D
 	}
 	if s.ok && behind != nil {
 		a.returns = append(a.returns, op{m: m, vis: *behind,
-			why: "an earlier message of its FIFO group was returned to the queue"})
+			why: "an earlier message of its FIFO group is back in the queue"})
 		return true, *behind
 	}
 	if s.ok {
