@@ -230,6 +230,9 @@ func FuzzReader(f *testing.F) {
 	} {
 		f.Add([]byte(s), uint16(64))
 	}
+	// Whitespace between members and records longer than the cap.
+	ws := strings.Repeat(" \n", 100)
+	f.Add([]byte(`{`+ws+`"Records"`+ws+`:`+ws+`[`+ws+`{"a":1}`+ws+`,`+ws+`{"b":2}`+ws+`]`+ws+`}`+ws), uint16(0))
 	f.Fuzz(func(t *testing.T, in []byte, max uint16) {
 		limit := int(max)%4096 + 16
 		recs, err := readAll(NewReader(iotest.OneByteReader(bytes.NewReader(in)), limit))
