@@ -51,7 +51,18 @@ type Counters struct {
 // NewEvent returns an event that belongs to b (b may be nil for events whose
 // fate nobody waits for, such as the collector's own log records).
 func NewEvent(b *Batch, tag string, t time.Time, payload []byte) *Event {
-	return &Event{Tag: tag, Time: t, Payload: payload, batch: b}
+	e := new(Event)
+	e.Init(b, tag, t, payload)
+	return e
+}
+
+// Init makes e what NewEvent returns, for a source that allocates its events
+// in bulk: slab := make([]Event, n), then slab[i].Init(...) and emit
+// &slab[i]. e must be a zero Event that was never emitted (Init sets no fate
+// state), and an Event must never be copied (it holds atomics): take its
+// address in the slab. A slab stays in memory while any of its events does.
+func (e *Event) Init(b *Batch, tag string, t time.Time, payload []byte) {
+	e.Tag, e.Time, e.Payload, e.batch = tag, t, payload, b
 }
 
 // Size is the number of bytes the event counts for in a queue's byte bound.

@@ -80,6 +80,7 @@ func (w *work) cloudTrail(text io.Reader) error {
 	}
 	var drops int64
 	defer func() { w.dropped(drops) }()
+	var mem arena
 	r := cloudtrail.NewReader(text, 0)
 	for {
 		rec, err := r.Next()
@@ -107,11 +108,13 @@ func (w *work) cloudTrail(text io.Reader) error {
 				bySource[string(rec.EventSource)] = t
 			}
 		}
-		payload, err := appendPayload(make([]byte, 0, len(rec.Raw)+len(id)+24), &rec, id)
+		payload, err := mem.payload(&rec, id)
 		if err != nil {
 			return err
 		}
-		if err := w.emit(t, payload); err != nil {
+		ev := mem.event()
+		ev.Init(w.b, t, w.now, payload)
+		if err := w.emitEvent(ev); err != nil {
 			return &emitError{err}
 		}
 	}

@@ -133,7 +133,11 @@ type work struct {
 }
 
 func (w *work) emit(tagName string, payload []byte) error {
-	if err := w.out.Emit(w.ctx, pipeline.NewEvent(w.b, tagName, w.now, payload)); err != nil {
+	return w.emitEvent(pipeline.NewEvent(w.b, tagName, w.now, payload))
+}
+
+func (w *work) emitEvent(ev *pipeline.Event) error {
+	if err := w.out.Emit(w.ctx, ev); err != nil {
 		return err
 	}
 	w.n++

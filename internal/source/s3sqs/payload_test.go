@@ -3,10 +3,13 @@ package s3sqs
 import (
 	"bytes"
 	"os"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/format/cloudtrail"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/format/jsonpay"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 )
 
 // TestAppendPayload: for every record, the payload built from what the
@@ -78,5 +81,81 @@ func TestAppendPayload(t *testing.T) {
 				t.Errorf("%s:\n got %s (%v)\nwant %s (%v)", rec.Raw, got, gerr, want, werr)
 			}
 		}
+	}
+}
+
+// TestArenaPayloads: payloads carved from an arena have jsonpay.Append's
+// bytes, no spare capacity, and never share memory, whether they fit the
+// block, outgrow the room foreseen for them (a non-plain record with invalid
+// UTF-8 grows), or are large enough for an allocation of their own.
+func TestArenaPayloads(t *testing.T) {
+	const id = "1717161300.123456"
+	rec := func(raw string) cloudtrail.Record {
+		r := cloudtrail.NewReader(bytes.NewReader([]byte(`{"Records":[`+raw+`]}`)), 0)
+		out, err := r.Next()
+		if err != nil {
+			t.Fatalf("%s: %v", raw, err)
+		}
+		out.Raw = bytes.Clone(out.Raw)
+		return out
+	}
+	plain := rec(`{"a":1,"b":"x y"}`)
+	grows := rec(`{"bad":"` + strings.Repeat("\xff", 40) + `"}`)
+	big := rec(`{"big":"` + strings.Repeat("x", arenaMaxPart) + `"}`)
+	if !plain.Plain || grows.Plain {
+		t.Fatalf("Plain: %v %v", plain.Plain, grows.Plain)
+	}
+
+	var a arena
+	type got struct {
+		p    []byte
+		want []byte
+	}
+	var all []got
+	add := func(r cloudtrail.Record) {
+		t.Helper()
+		want, err := jsonpay.Append(nil, r.Raw, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := a.payload(&r, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(p, want) || cap(p) != len(p) {
+			t.Fatalf("payload of %d bytes (cap %d), want %d bytes; equal: %v", len(p), cap(p), len(want), bytes.Equal(p, want))
+		}
+		all = append(all, got{p, want})
+	}
+	add(plain)
+	add(plain)
+	// Leave exactly the room foreseen for grows, which it outgrows.
+	a.block = a.block[len(a.block)-(len(grows.Raw)+len(id)+24):]
+	add(grows)
+	add(plain) // still fits the block grows left untouched
+	add(big)
+	for range 2 * arenaBlock / len(plain.Raw) {
+		add(plain) // fills blocks and moves on to new ones
+	}
+	// Overwrite every payload with its own mark: any sharing shows.
+	for i, g := range all {
+		for j := range g.p {
+			g.p[j] = byte(i)
+		}
+	}
+	for i, g := range all {
+		if !bytes.Equal(g.p, bytes.Repeat([]byte{byte(i)}, len(g.want))) {
+			t.Fatalf("payload %d was overwritten by another", i)
+		}
+	}
+
+	seen := map[*pipeline.Event]bool{}
+	for range 2*arenaSlab + 1 {
+		e := a.event()
+		if seen[e] || e.Tag != "" || e.Payload != nil {
+			t.Fatalf("event %p handed out twice or not zero", e)
+		}
+		seen[e] = true
+		e.Init(nil, "t", time.Time{}, []byte("x"))
 	}
 }
