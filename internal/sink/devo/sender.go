@@ -42,6 +42,7 @@ type Sender struct {
 
 	everHealthy atomic.Bool // some connection passed the start-up probe
 	up          atomic.Int32
+	downNotify  chan struct{} // a token: up dropped to 0
 	connects    atomic.Int64
 
 	sent    atomic.Int64
@@ -69,6 +70,7 @@ func New(opts Options) (*Sender, error) {
 		opts:       opts,
 		enc:        wire.NewEncoder(opts.Format, opts.Hostname),
 		replayDone: make(chan struct{}),
+		downNotify: make(chan struct{}, 1),
 		stopBg:     make(chan struct{}),
 		lastAt:     time.Now(),
 	}
@@ -143,10 +145,12 @@ func (s *Sender) settle(it item, f pipeline.Fate) {
 }
 
 // Run implements pipeline.Sink. Spooled events are sent first; then the
-// workers take from in until it is closed and drained, or ctx ends. What is
-// still unsent at the end is spooled (Delivered) or, without a spool or when
-// spooling fails, settled Failed. Run returns an *AuthError if the client
-// certificate is rejected before any connection ever became healthy.
+// workers take from in until it is closed and drained, or ctx ends. With a
+// spool, a closed queue while the output is down (or once it goes down)
+// ends the run at once instead. What is still unsent at the end is spooled
+// (Delivered) or, without a spool or when spooling fails, settled Failed.
+// Run returns an *AuthError if the client certificate is rejected before
+// any connection ever became healthy.
 func (s *Sender) Run(ctx context.Context, in *pipeline.Queue) error {
 	if !s.ran.CompareAndSwap(false, true) {
 		return errors.New("devo sender: Run called twice")
@@ -154,6 +158,13 @@ func (s *Sender) Run(ctx context.Context, in *pipeline.Queue) error {
 	s.in.Store(in)
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+
+	// The workers count as up from here, so the output does not look down
+	// (and a closed queue is not spooled) before any of them tried.
+	workers := make([]*worker, s.opts.Connections)
+	for i := range workers {
+		workers[i] = s.newWorker(i, in)
+	}
 
 	var aux sync.WaitGroup
 	if s.opts.Spool != nil && s.opts.Spool.Len() > 0 {
@@ -170,7 +181,7 @@ func (s *Sender) Run(ctx context.Context, in *pipeline.Queue) error {
 		aux.Add(1)
 		go func() {
 			defer aux.Done()
-			s.spoolWhileDown(runCtx, in)
+			s.spoolWhileDown(runCtx, in, cancel)
 		}()
 	}
 
@@ -179,8 +190,7 @@ func (s *Sender) Run(ctx context.Context, in *pipeline.Queue) error {
 		errMu sync.Mutex
 		fatal error
 	)
-	for i := range s.opts.Connections {
-		w := s.newWorker(i, in)
+	for _, w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -281,12 +291,25 @@ func (s *Sender) replay(ctx context.Context) {
 	}
 }
 
-// spoolWhileDown moves events from the queue to the spool while no
-// connection works and the queue has stayed full for SpoolAfter, so the
-// sources keep moving during a long outage. Spooled events are Delivered.
-func (s *Sender) spoolWhileDown(ctx context.Context, in *pipeline.Queue) {
+// spoolWhileDown moves events to the spool while no connection works
+// (down), so nothing waits on a receiver that is away. Spooled events are
+// Delivered.
+//
+//   - During the run: from the queue once it has stayed full for
+//     SpoolAfter, so the sources keep moving during a long outage.
+//   - Once the queue is closed (shutdown): everything at once. It calls
+//     stop, which ends the workers; they hand what they hold (pending,
+//     buffered, written but unsettled) to the pool, and Run's finish spools
+//     that with what is still queued. While the output is up the workers
+//     drain normally; this acts only if it is down then or goes down later.
+//
+// The workers settle only what they sent before stop, finish only what they
+// gave back or left queued, so each event gets one fate.
+func (s *Sender) spoolWhileDown(ctx context.Context, in *pipeline.Queue, stop context.CancelFunc) {
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
+	closed := in.Closed()
+	shutdown := false
 	var fullSince time.Time
 	var buf []*pipeline.Event
 	for {
@@ -294,6 +317,14 @@ func (s *Sender) spoolWhileDown(ctx context.Context, in *pipeline.Queue) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		case <-s.downNotify:
+		case <-closed:
+			closed, shutdown = nil, true
+		}
+		if shutdown && s.down() {
+			s.log.Debug("queue closed with the output down; spooling what is left now")
+			stop()
+			return
 		}
 		if !s.down() || !s.queueFull(in) {
 			fullSince = time.Time{}
@@ -335,29 +366,24 @@ func (s *Sender) spoolWhileDown(ctx context.Context, in *pipeline.Queue) {
 // down reports whether no worker can send now.
 func (s *Sender) down() bool { return s.up.Load() == 0 }
 
+// fill is the queue's fill ratio: the larger of events/limit and
+// bytes/limit, with the queue's own bounds unless the options set others.
 func (s *Sender) fill(in *pipeline.Queue) float64 {
 	msgs, bytes := in.Depth()
-	r := 0.0
+	maxMsgs, maxBytes := in.Bounds()
 	if s.opts.QueueMaxMessages > 0 {
-		r = float64(msgs) / float64(s.opts.QueueMaxMessages)
+		maxMsgs = s.opts.QueueMaxMessages
 	}
 	if s.opts.QueueMaxBytes > 0 {
-		r = max(r, float64(bytes)/float64(s.opts.QueueMaxBytes))
+		maxBytes = s.opts.QueueMaxBytes
 	}
-	if s.opts.QueueMaxMessages <= 0 && s.opts.QueueMaxBytes <= 0 && msgs > 0 {
-		return -1 // unknown bounds: non-empty
-	}
-	return r
+	return max(float64(msgs)/float64(max(maxMsgs, 1)), float64(bytes)/float64(max(maxBytes, 1)))
 }
 
-// queueFull: at 90 % of either bound (an event may not fit exactly), or
-// non-empty when the bounds are unknown.
+// queueFull: at 90 % of either bound (an event may not fit exactly).
 func (s *Sender) queueFull(in *pipeline.Queue) bool { return s.queueAbove(in, 0.9) }
 
-func (s *Sender) queueAbove(in *pipeline.Queue, ratio float64) bool {
-	f := s.fill(in)
-	return f < 0 || f >= ratio
-}
+func (s *Sender) queueAbove(in *pipeline.Queue, ratio float64) bool { return s.fill(in) >= ratio }
 
 // Stats is a snapshot of the sender for the statistics log line.
 type Stats struct {

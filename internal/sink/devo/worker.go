@@ -64,8 +64,11 @@ func (w *worker) setUp(v bool) {
 	w.up = v
 	if v {
 		w.s.up.Add(1)
-	} else {
-		w.s.up.Add(-1)
+	} else if w.s.up.Add(-1) == 0 {
+		select {
+		case w.s.downNotify <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -111,9 +114,6 @@ func (w *worker) run(ctx context.Context) (err error) {
 		if err := w.connect(ctx, now); err != nil {
 			return err
 		}
-		if w.c == nil && w.closed && w.s.opts.Spool != nil {
-			return nil // shutting down with the receiver down: Run spools what is held
-		}
 		if w.c != nil {
 			w.encode()
 		}
@@ -145,9 +145,7 @@ func (w *worker) take(block bool, ctx context.Context) {
 	if len(w.evs) == 0 {
 		return
 	}
-	if f := w.s.fill(w.in); f >= 0 {
-		w.s.sampler.add(f)
-	}
+	w.s.sampler.add(w.s.fill(w.in))
 	for i, ev := range w.evs {
 		w.pending = append(w.pending, item{ev: ev})
 		w.evs[i] = nil
@@ -266,9 +264,6 @@ func (w *worker) connect(ctx context.Context, now time.Time) error {
 		}
 		w.delay = w.connectBO.next()
 		w.log.Warn("connect failed; retrying", "err", err, "retry_in", w.delay.Round(time.Millisecond))
-		if w.s.opts.Spool != nil && w.queueClosed() {
-			return nil // shutting down with the receiver down: let Run spool
-		}
 	}
 }
 
@@ -450,9 +445,11 @@ func (w *worker) retire(ctx context.Context) error {
 }
 
 // exit hands everything still held to the pool for the next worker or for
-// Run's final spool, and closes the connection.
+// Run's final spool, and closes the connection. It marks the worker down
+// last: the output going down after its queue closed stops the other
+// workers, which must not cut this one's graceful close short.
 func (w *worker) exit(ctx context.Context) {
-	w.setUp(false)
+	defer w.setUp(false)
 	if c := w.c; c != nil {
 		w.c = nil
 		if c.deadAt.Load() == 0 {
@@ -476,26 +473,4 @@ func (w *worker) exit(ctx context.Context) {
 	if len(held) > 0 {
 		w.s.pool.push(held)
 	}
-}
-
-// queueClosed reports whether the queue is closed. The queue tells only
-// when it is also empty (Get with an ended context then returns ErrClosed
-// and takes nothing); an event that arrives meanwhile joins pending.
-func (w *worker) queueClosed() bool {
-	if w.closed {
-		return true
-	}
-	if msgs, _ := w.in.Depth(); msgs != 0 {
-		return false
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	evs, err := w.in.Get(ctx, w.evs[:0], 1)
-	for _, ev := range evs {
-		w.pending = append(w.pending, item{ev: ev})
-	}
-	if errors.Is(err, pipeline.ErrClosed) {
-		w.closed = true
-	}
-	return w.closed
 }
