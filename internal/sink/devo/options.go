@@ -47,15 +47,17 @@ type Options struct {
 
 	// GzipThreshold selects compressed mode (devo-output.md §6): negative is
 	// always, above 1 never, otherwise when the mean of the last 1000 queue
-	// fill samples reaches it. The fill ratio needs QueueMaxMessages or
-	// QueueMaxBytes; without them only a negative threshold enables gzip.
+	// fill samples reaches it.
 	GzipThreshold     float64
 	GzipLevel         int           // 0–9
 	GzipBuffer        int           // flush a member when the buffer grows larger than this [51200]
 	GzipFlushInterval time.Duration // flush a partial member after this [10s]
 
-	QueueMaxMessages int   // the queue's bounds, for the fill ratio and the spool trigger
-	QueueMaxBytes    int64 //
+	// QueueMaxMessages and QueueMaxBytes, when positive, replace the
+	// queue's own bounds (pipeline.Queue.Bounds) in the fill ratio that
+	// drives gzip mode and spooling while down. Leave them 0 normally.
+	QueueMaxMessages int
+	QueueMaxBytes    int64
 
 	BufferSize int // plain-mode write buffer [64 KiB]
 	BatchSize  int // events taken from the queue at once [512]

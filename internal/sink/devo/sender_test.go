@@ -223,8 +223,7 @@ func TestSpoolWhileDownAndAtShutdown(t *testing.T) {
 	c := certs.New(t)
 	sp := &memSpool{}
 	o := testOpts(closedPort(t), c)
-	o.Spool = sp
-	o.QueueMaxMessages = 20
+	o.Spool = sp // the queue's own bound (20 events) makes it "full"
 	o.SpoolAfter = 300 * time.Millisecond
 	o.BatchSize = 10
 	s, err := New(o)

@@ -334,3 +334,24 @@ func TestClosedQueueReceiverDownNoSpoolWaitsForCancel(t *testing.T) {
 		t.Fatalf("delivered=%d failed=%d, want 0 and %d", d, f, n)
 	}
 }
+
+func TestFillRatioFromQueueBounds(t *testing.T) {
+	q := pipeline.NewQueue(10, 10_000)
+	for range 4 {
+		if err := q.Put(context.Background(), newEv("a.b.c", "x")); err != nil { // 70 bytes each
+			t.Fatal(err)
+		}
+	}
+	s := &Sender{}
+	if f := s.fill(q); f != 0.4 {
+		t.Errorf("fill with the queue's bounds = %v, want 0.4 (4 of 10 events)", f)
+	}
+	s.opts.QueueMaxMessages = 100
+	if f := s.fill(q); f != 0.04 {
+		t.Errorf("fill with QueueMaxMessages 100 = %v, want 0.04", f)
+	}
+	s.opts.QueueMaxBytes = 280
+	if f := s.fill(q); f != 1 {
+		t.Errorf("fill with QueueMaxBytes 280 = %v, want 1 (280 of 280 bytes)", f)
+	}
+}
