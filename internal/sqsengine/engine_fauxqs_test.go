@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,6 +37,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+var dedupSeq atomic.Int64
+
 func sendBodies(t *testing.T, c *sqs.Client, url string, bodies []string, group string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -46,7 +49,9 @@ func sendBodies(t *testing.T, c *sqs.Client, url string, bodies []string, group 
 			e := types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(j)), MessageBody: aws.String(bodies[j])}
 			if group != "" {
 				e.MessageGroupId = aws.String(group)
-				e.MessageDeduplicationId = aws.String(fmt.Sprintf("%s-%d", group, j))
+				// Unique per send: the emulator outlives one run of a test
+				// (go test -count=N), and FIFO deduplicates for 5 minutes.
+				e.MessageDeduplicationId = aws.String(fmt.Sprintf("%s-%d-%d", group, j, dedupSeq.Add(1)))
 			}
 			entries = append(entries, e)
 		}
@@ -449,7 +454,10 @@ func emuQueueURL(t *testing.T, name string) string {
 
 func TestFIFOOrderWithinGroup(t *testing.T) {
 	c := emu.SQS()
-	url := emu.MustCreateQueue(t, "ordered.fifo", map[string]string{"FifoQueue": "true"})
+	// A fresh queue per run: a receive cut short when the previous run
+	// stopped may still hold a message of a group in flight on the emulator.
+	name := fmt.Sprintf("ordered-%d.fifo", dedupSeq.Add(1))
+	url := emu.MustCreateQueue(t, name, map[string]string{"FifoQueue": "true"})
 	groups := []string{"g1", "g2", "g3"}
 	const per = 15
 	for _, g := range groups {
@@ -471,7 +479,7 @@ func TestFIFOOrderWithinGroup(t *testing.T) {
 		mu.Unlock()
 		return emitBody(ctx, m, b, out)
 	})
-	e, err := New(c, h, Config{Service: "test", Region: fauxqs.Region, Queue: "ordered.fifo", WaitTime: time.Second, Workers: 4})
+	e, err := New(c, h, Config{Service: "test", Region: fauxqs.Region, Queue: name, WaitTime: time.Second, Workers: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
