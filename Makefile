@@ -2,6 +2,8 @@
 GO       ?= go
 BIN      := bin/devo-aws-collector
 PKGS     := ./...
+# rsyslogd (the integration tests' TLS receiver) lives in /usr/sbin, often not on a user's PATH.
+export PATH := $(PATH):/usr/sbin:/sbin
 
 .PHONY: all build demo test vet fmt-check deps bench clean
 
