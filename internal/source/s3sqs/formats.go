@@ -108,11 +108,11 @@ func (w *work) cloudTrail(text io.Reader) error {
 				bySource[string(rec.EventSource)] = t
 			}
 		}
-		payload, err := mem.payload(&rec, id)
+		payload, inArena, err := mem.payload(&rec, id)
 		if err != nil {
 			return err
 		}
-		ev := mem.event()
+		ev := mem.event(inArena)
 		ev.Init(w.b, t, w.now, payload)
 		if err := w.emitEvent(ev); err != nil {
 			return &emitError{err}

@@ -19,32 +19,51 @@ func appendPayload(dst []byte, rec *cloudtrail.Record, id string) ([]byte, error
 	return jsonpay.Append(dst, rec.Raw, id)
 }
 
-// Sizes of an arena's blocks. A payload is carved from a block, so a
-// CloudTrail object costs one allocation per block of payloads and per slab
-// of events instead of two per record, and the collector allocates far
-// fewer, larger, pointer-free objects.
+// Sizes of an arena's blocks and slabs. A payload is carved from a block
+// and its event taken from a slab, so a CloudTrail object costs one
+// allocation per block of payloads and per slab of events instead of two per
+// record.
 const (
 	arenaBlock = 256 << 10
-	// arenaMaxPart: a larger payload gets an allocation of its own, so
-	// that one big record does not waste most of a block.
+	// arenaMaxPart: a larger payload gets an allocation of its own (and
+	// an event of its own), so that one big record neither wastes most of
+	// a block nor is kept in memory by its neighbours.
 	arenaMaxPart = arenaBlock / 8
-	arenaSlab    = 256 // events per slab
+	arenaSlab    = 64 // events per slab
 )
 
 // arena hands out payload buffers and events for one object. It never reuses
 // memory: a full block or slab is simply dropped, and the garbage collector
 // frees it once no event of it is alive any more, so the outputs' settle
-// timing does not matter. The price is that one live event keeps its whole
-// block and slab in memory (at most about 280 KiB).
+// timing does not matter. The price is that one live event keeps its slab
+// in memory, and with it every block its slab's payloads are in: about
+// 0.5 MiB for records of usual size, at most 64 × arenaMaxPart (2 MiB) of
+// payloads plus the ends of their blocks.
 type arena struct {
 	block []byte           // free part of the current block
 	slab  []pipeline.Event // unused events of the current slab
 }
 
+// event returns an event for payload p, which payload reported as in the
+// arena or not: a zero event from the current slab (a new one when it is used
+// up), or one of its own for a payload of its own.
+func (a *arena) event(inArena bool) *pipeline.Event {
+	if !inArena {
+		return new(pipeline.Event)
+	}
+	if len(a.slab) == 0 {
+		a.slab = make([]pipeline.Event, arenaSlab)
+	}
+	e := &a.slab[0]
+	a.slab = a.slab[1:]
+	return e
+}
+
 // payload appends the Devo payload of rec into the current block (or a new
 // one) and returns it with no spare capacity, so no later append can write
-// over the next payload.
-func (a *arena) payload(rec *cloudtrail.Record, id string) ([]byte, error) {
+// over the next payload. inArena reports whether it is in a block, rather
+// than in an allocation of its own.
+func (a *arena) payload(rec *cloudtrail.Record, id string) (p []byte, inArena bool, err error) {
 	need := len(rec.Raw) + len(id) + 24
 	var dst []byte
 	switch {
@@ -58,24 +77,14 @@ func (a *arena) payload(rec *cloudtrail.Record, id string) ([]byte, error) {
 	}
 	out, err := appendPayload(dst, rec, id)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	n := len(out)
 	// When the payload came out longer than foreseen (a non-plain record
 	// can grow), append moved it out of the block, which stays intact.
 	if need <= arenaMaxPart && cap(out) == cap(dst) {
 		a.block = a.block[n:]
+		inArena = true
 	}
-	return out[:n:n], nil
-}
-
-// event returns a zero event from the current slab (a new one when it is
-// used up).
-func (a *arena) event() *pipeline.Event {
-	if len(a.slab) == 0 {
-		a.slab = make([]pipeline.Event, arenaSlab)
-	}
-	e := &a.slab[0]
-	a.slab = a.slab[1:]
-	return e
+	return out[:n:n], inArena, nil
 }

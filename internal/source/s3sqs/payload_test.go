@@ -112,30 +112,33 @@ func TestArenaPayloads(t *testing.T) {
 		want []byte
 	}
 	var all []got
-	add := func(r cloudtrail.Record) {
+	add := func(r cloudtrail.Record, wantIn bool) {
 		t.Helper()
 		want, err := jsonpay.Append(nil, r.Raw, id)
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, err := a.payload(&r, id)
+		p, in, err := a.payload(&r, id)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if in != wantIn {
+			t.Fatalf("payload of %d bytes: inArena = %v, want %v", len(p), in, wantIn)
 		}
 		if !bytes.Equal(p, want) || cap(p) != len(p) {
 			t.Fatalf("payload of %d bytes (cap %d), want %d bytes; equal: %v", len(p), cap(p), len(want), bytes.Equal(p, want))
 		}
 		all = append(all, got{p, want})
 	}
-	add(plain)
-	add(plain)
+	add(plain, true)
+	add(plain, true)
 	// Leave exactly the room foreseen for grows, which it outgrows.
 	a.block = a.block[len(a.block)-(len(grows.Raw)+len(id)+24):]
-	add(grows)
-	add(plain) // still fits the block grows left untouched
-	add(big)
+	add(grows, false)
+	add(plain, true) // still fits the block grows left untouched
+	add(big, false)
 	for range 2 * arenaBlock / len(plain.Raw) {
-		add(plain) // fills blocks and moves on to new ones
+		add(plain, true) // fills blocks and moves on to new ones
 	}
 	// Overwrite every payload with its own mark: any sharing shows.
 	for i, g := range all {
@@ -150,12 +153,16 @@ func TestArenaPayloads(t *testing.T) {
 	}
 
 	seen := map[*pipeline.Event]bool{}
-	for range 2*arenaSlab + 1 {
-		e := a.event()
+	for i := range 2*arenaSlab + 3 {
+		e := a.event(i%8 != 0) // every 8th has a payload of its own
 		if seen[e] || e.Tag != "" || e.Payload != nil {
 			t.Fatalf("event %p handed out twice or not zero", e)
 		}
 		seen[e] = true
 		e.Init(nil, "t", time.Time{}, []byte("x"))
+	}
+	left := len(a.slab)
+	if e := a.event(false); len(a.slab) != left || left > 0 && e == &a.slab[0] {
+		t.Fatal("an event for a payload of its own came from the slab")
 	}
 }
