@@ -446,8 +446,9 @@ func (w *worker) retire(ctx context.Context) error {
 
 // exit hands everything still held to the pool for the next worker or for
 // Run's final spool, and closes the connection. It marks the worker down
-// last: the output going down after its queue closed stops the other
-// workers, which must not cut this one's graceful close short.
+// last: once the queue is closed, the output going down stops every worker
+// (spoolWhileDown), and that must not turn the graceful close of a worker
+// that finished its work into an abrupt one.
 func (w *worker) exit(ctx context.Context) {
 	defer w.setUp(false)
 	if c := w.c; c != nil {
