@@ -34,6 +34,10 @@ type Event struct {
 	Tag     string
 	Time    time.Time
 	Payload []byte
+	// Clean says Payload is valid UTF-8 holding no LF, so outputs may skip
+	// their own checks. Set it only when the encoder guarantees it: every
+	// jsonpay result (compact JSON, invalid UTF-8 replaced) qualifies.
+	Clean bool
 
 	batch *Batch
 	unit  *Counters    // the emitting unit's counters, nil outside a unit
@@ -62,7 +66,7 @@ func NewEvent(b *Batch, tag string, t time.Time, payload []byte) *Event {
 // state), and an Event must never be copied (it holds atomics): take its
 // address in the slab. A slab stays in memory while any of its events does.
 func (e *Event) Init(b *Batch, tag string, t time.Time, payload []byte) {
-	e.Tag, e.Time, e.Payload, e.batch = tag, t, payload, b
+	e.Tag, e.Time, e.Payload, e.batch, e.Clean = tag, t, payload, b, false
 }
 
 // Size is the number of bytes the event counts for in a queue's byte bound.

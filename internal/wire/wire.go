@@ -84,6 +84,26 @@ func (e Encoder) Append(dst []byte, now time.Time, tag string, payload []byte) [
 	return AppendDevo(dst, e.Host(), tag, payload)
 }
 
+// AppendTrusted is Append for a payload the caller guarantees is valid
+// UTF-8 holding no LF (pipeline.Event.Clean: compact JSON from jsonpay,
+// for example): it skips the UTF-8 and LF scans, which cost a few percent
+// of the CloudTrail path. Given anything else it would write a broken line.
+func (e Encoder) AppendTrusted(dst []byte, now time.Time, tag string, payload []byte) []byte {
+	dst = append(dst, pri...)
+	if e.format == RFC3164 {
+		dst = now.UTC().AppendFormat(dst, stampLayout)
+	} else {
+		dst = append(dst, fixedDate...)
+	}
+	dst = append(dst, ' ')
+	dst = append(dst, e.Host()...)
+	dst = append(dst, ' ')
+	dst = append(dst, tag...)
+	dst = append(dst, ':', ' ')
+	dst = append(dst, payload...)
+	return append(dst, '\n')
+}
+
 // AppendDevo appends the Devo line of §3 for an already sanitised host.
 // Invalid UTF-8 in the payload becomes U+FFFD (one per invalid byte), one LF
 // ends the line unless the payload already ends with one, and a payload

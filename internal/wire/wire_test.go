@@ -116,3 +116,19 @@ func BenchmarkAppendDevo(b *testing.B) {
 		buf = AppendDevo(buf[:0], "collector-7f3a", "cloud.aws.cloudtrail.ec2.123456789012.us-east-1.1", payload)
 	}
 }
+
+// For clean payloads (valid UTF-8, no LF) the trusted path writes exactly
+// the bytes of the checked one, in both formats.
+func TestAppendTrustedMatchesAppendForCleanPayloads(t *testing.T) {
+	now := time.Date(2024, 5, 31, 13, 5, 9, 0, time.UTC)
+	for _, f := range []Format{DevoLine, RFC3164} {
+		enc := NewEncoder(f, "collector-7f3a")
+		for _, p := range []string{`{"a":1,"@devo_pulling_id":"1717160741.123456"}`, "", "ñ€😀 plain text", `{"s":"tab\tinside"}`} {
+			got := string(enc.AppendTrusted(nil, now, "cloud.aws.cloudtrail.ec2.123456789012.us-east-1.1", []byte(p)))
+			want := string(enc.Append(nil, now, "cloud.aws.cloudtrail.ec2.123456789012.us-east-1.1", []byte(p)))
+			if got != want {
+				t.Errorf("format %v payload %q:\ntrusted %q\nchecked %q", f, p, got, want)
+			}
+		}
+	}
+}

@@ -142,6 +142,11 @@ func FuzzAppend(f *testing.F) {
 		if !json.Valid(out) || !utf8.Valid(out) {
 			t.Fatalf("output %q is not valid UTF-8 JSON", out)
 		}
+		// Sources mark jsonpay output pipeline.Event.Clean: outputs then
+		// skip their UTF-8 and LF checks, so an LF here would split the line.
+		if bytes.IndexByte(out, '\n') >= 0 {
+			t.Fatalf("output %q holds an LF", out)
+		}
 		if !bytes.HasSuffix(out, []byte(`"@devo_pulling_id":"`+testID+`"}`)) {
 			t.Fatalf("output %q does not end with the pulling id", out)
 		}

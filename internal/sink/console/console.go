@@ -140,6 +140,9 @@ func (s *Sink) Run(ctx context.Context, in *pipeline.Queue) error {
 // appendLine appends the line of ev in the sink's format.
 func (s *Sink) appendLine(dst []byte, ev *pipeline.Event) []byte {
 	if !s.json {
+		if ev.Clean {
+			return s.enc.AppendTrusted(dst, time.Time{}, ev.Tag, ev.Payload)
+		}
 		return s.enc.Append(dst, time.Time{}, ev.Tag, ev.Payload)
 	}
 	t := ev.Time

@@ -279,7 +279,11 @@ func (w *worker) encode() {
 		if len(w.bufItems) == 0 {
 			w.bufSince = now
 		}
-		w.buf = w.s.enc.Append(w.buf, now, it.ev.Tag, it.ev.Payload)
+		if it.ev.Clean {
+			w.buf = w.s.enc.AppendTrusted(w.buf, now, it.ev.Tag, it.ev.Payload)
+		} else {
+			w.buf = w.s.enc.Append(w.buf, now, it.ev.Tag, it.ev.Payload)
+		}
 		w.bufItems = append(w.bufItems, it)
 		if len(w.buf) > limit || (!w.c.gzip && len(w.buf) == limit) {
 			n := copy(w.pending, w.pending[i+1:])

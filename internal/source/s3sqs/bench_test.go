@@ -17,9 +17,10 @@ import (
 	"github.com/devo-aws-collector/devo-aws-collector/internal/wire"
 )
 
-// wireSink encodes every event into the Devo line, as the TLS output does,
-// and discards it.
+// wireSink encodes every event into the Devo line exactly as the TLS output
+// does (the trusted path for Clean events), and discards it.
 type wireSink struct {
+	enc    wire.Encoder
 	buf    []byte
 	events int
 	bytes  int
@@ -28,7 +29,14 @@ type wireSink struct {
 }
 
 func (w *wireSink) Emit(_ context.Context, ev *pipeline.Event) error {
-	w.buf = wire.AppendDevo(w.buf[:0], "collector", ev.Tag, ev.Payload)
+	if w.enc == (wire.Encoder{}) {
+		w.enc = wire.NewEncoder(wire.DevoLine, "collector")
+	}
+	if ev.Clean {
+		w.buf = w.enc.AppendTrusted(w.buf[:0], ev.Time, ev.Tag, ev.Payload)
+	} else {
+		w.buf = w.enc.Append(w.buf[:0], ev.Time, ev.Tag, ev.Payload)
+	}
 	w.events++
 	w.bytes += len(w.buf)
 	if w.keep {

@@ -114,6 +114,7 @@ func (w *work) cloudTrail(text io.Reader) error {
 		}
 		ev := mem.event(inArena)
 		ev.Init(w.b, t, w.now, payload)
+		ev.Clean = true // jsonpay output: compact, valid UTF-8
 		if err := w.emitEvent(ev); err != nil {
 			return &emitError{err}
 		}
