@@ -19,7 +19,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/awstest/fauxqs"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/certs"
@@ -197,18 +196,8 @@ func (e *env) send(url, body, group string) {
 // pending is the number of messages visible or in flight in the queue.
 func (e *env) pending(url string) int {
 	e.t.Helper()
-	a, err := e.sqs.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{QueueUrl: aws.String(url),
-		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameApproximateNumberOfMessages, types.QueueAttributeNameApproximateNumberOfMessagesNotVisible}})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	n := 0
-	for _, v := range a.Attributes {
-		var k int
-		fmt.Sscan(v, &k)
-		n += k
-	}
-	return n
+	visible, inFlight := fauxqs.MustQueueCounts(e.t, e.sqs, url)
+	return visible + inFlight
 }
 
 // eventually polls cond until it holds or d passes.

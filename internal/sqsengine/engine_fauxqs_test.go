@@ -65,24 +65,6 @@ func sendBodies(t *testing.T, c *sqs.Client, url string, bodies []string, group 
 	}
 }
 
-// queueCounts returns visible and in-flight message counts.
-func queueCounts(t *testing.T, c *sqs.Client, url string) (visible, inFlight int) {
-	t.Helper()
-	out, err := c.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{
-		QueueUrl: &url,
-		AttributeNames: []types.QueueAttributeName{
-			types.QueueAttributeNameApproximateNumberOfMessages,
-			types.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, _ := strconv.Atoi(out.Attributes[string(types.QueueAttributeNameApproximateNumberOfMessages)])
-	f, _ := strconv.Atoi(out.Attributes[string(types.QueueAttributeNameApproximateNumberOfMessagesNotVisible)])
-	return v, f
-}
-
 // recordingClient is the real SDK client, watched: it remembers which
 // message each receipt handle belongs to and, at every delete, checks with
 // onDelete that the message may be deleted.
@@ -175,7 +157,7 @@ func TestThousandMessagesTenWorkers(t *testing.T) {
 		t.Errorf("counters received=%d returned=%d poison=%d errors=%d, want %d/0/0/0",
 			cs.Received.Load(), cs.Returned.Load(), cs.Poison.Load(), cs.Errors.Load(), n)
 	}
-	if v, f := queueCounts(t, c, url); v != 0 || f != 0 {
+	if v, f := fauxqs.MustQueueCounts(t, c, url); v != 0 || f != 0 {
 		t.Errorf("queue still holds %d visible and %d in-flight messages", v, f)
 	}
 }
@@ -264,7 +246,7 @@ func TestFailedEventsComeBack(t *testing.T) {
 	if got := e.Counters().Returned.Load(); got != 1 {
 		t.Errorf("returned = %d, want 1", got)
 	}
-	if v, f := queueCounts(t, c, url); v != 0 || f != 0 {
+	if v, f := fauxqs.MustQueueCounts(t, c, url); v != 0 || f != 0 {
 		t.Errorf("queue still holds %d visible and %d in-flight messages", v, f)
 	}
 }
@@ -321,7 +303,7 @@ func TestPoisonDeletedAfterMaxReceiveCount(t *testing.T) {
 	if got := strings.Count(text, "sqs message cannot be read"); got != 1 {
 		t.Errorf("permanent error logged %d times, want once per message id", got)
 	}
-	if v, f := queueCounts(t, c, url); v != 0 || f != 0 {
+	if v, f := fauxqs.MustQueueCounts(t, c, url); v != 0 || f != 0 {
 		t.Errorf("queue still holds %d visible and %d in-flight messages", v, f)
 	}
 }
@@ -353,7 +335,7 @@ func TestPoisonLeftForDeadLetterQueue(t *testing.T) {
 	}
 	stop, _ := runEngine(t, e, out)
 	waitFor(t, time.Minute, "message in the dead-letter queue", func() bool {
-		v, _ := queueCounts(t, c, dlqURL)
+		v, _ := fauxqs.MustQueueCounts(t, c, dlqURL)
 		return v == 1
 	})
 	stop()

@@ -339,16 +339,11 @@ func inFlight(ctx context.Context, emu *fauxqs.Server) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		a, err := sqsc.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: u.QueueUrl, AttributeNames: []types.QueueAttributeName{
-			types.QueueAttributeNameApproximateNumberOfMessages, types.QueueAttributeNameApproximateNumberOfMessagesNotVisible}})
+		visible, inFlight, err := fauxqs.QueueCounts(ctx, sqsc, *u.QueueUrl)
 		if err != nil {
 			return 0, err
 		}
-		for _, v := range a.Attributes {
-			var n int
-			fmt.Sscan(v, &n)
-			total += n
-		}
+		total += visible + inFlight
 	}
 	return total, nil
 }

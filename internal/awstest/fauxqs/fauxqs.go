@@ -30,6 +30,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 )
 
 // Region is the region the helper clients sign for unless told otherwise.
@@ -334,4 +335,33 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return string(b.buf)
+}
+
+// QueueCounts returns a queue's approximate visible and in-flight message
+// counts (ApproximateNumberOfMessages and …NotVisible): a test or the demo
+// knows every message was deleted when both are 0.
+func QueueCounts(ctx context.Context, c *sqs.Client, url string) (visible, inFlight int, err error) {
+	out, err := c.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl: aws.String(url),
+		AttributeNames: []sqstypes.QueueAttributeName{
+			sqstypes.QueueAttributeNameApproximateNumberOfMessages,
+			sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
+		},
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("queue attributes of %s: %w", url, err)
+	}
+	visible, _ = strconv.Atoi(out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessages)])
+	inFlight, _ = strconv.Atoi(out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible)])
+	return visible, inFlight, nil
+}
+
+// MustQueueCounts is QueueCounts that fails t on error.
+func MustQueueCounts(t testing.TB, c *sqs.Client, url string) (visible, inFlight int) {
+	t.Helper()
+	v, f, err := QueueCounts(context.Background(), c, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v, f
 }

@@ -122,23 +122,6 @@ func (e *e2e) send(url string, bodies []string) {
 	}
 }
 
-func (e *e2e) queueCounts(url string) (visible, inFlight int) {
-	e.t.Helper()
-	out, err := e.sqs.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{
-		QueueUrl: &url,
-		AttributeNames: []types.QueueAttributeName{
-			types.QueueAttributeNameApproximateNumberOfMessages,
-			types.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
-		},
-	})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	v, _ := strconv.Atoi(out.Attributes[string(types.QueueAttributeNameApproximateNumberOfMessages)])
-	f, _ := strconv.Atoi(out.Attributes[string(types.QueueAttributeNameApproximateNumberOfMessagesNotVisible)])
-	return v, f
-}
-
 // source builds a source for svc reading the emulator, with short engine
 // waits so the test runs in seconds.
 func (e *e2e) source(svc *config.Service, log *slog.Logger, unit *stats.Unit, tune func(*Options)) *Source {
@@ -335,7 +318,7 @@ func TestEndToEndMixed(t *testing.T) {
 	})
 	for _, u := range []string{ctURL, logsURL, umbURL} {
 		waitFor(t, 30*time.Second, "queue "+u+" empty", func() bool {
-			v, f := e.queueCounts(u)
+			v, f := fauxqs.MustQueueCounts(e.t, e.sqs, u)
 			return v == 0 && f == 0
 		})
 	}
@@ -487,7 +470,7 @@ func TestEndToEndBadInputs(t *testing.T) {
 	e.send(url, []string{s3Body("us-east-1", e.bucket, key("good"))})
 	waitFor(t, time.Minute, "the good message deleted", func() bool { return eng.Deleted.Load() == 3 })
 	waitFor(t, 30*time.Second, "queue empty", func() bool {
-		v, f := e.queueCounts(url)
+		v, f := fauxqs.MustQueueCounts(e.t, e.sqs, url)
 		return v == 0 && f == 0
 	})
 	cancel()

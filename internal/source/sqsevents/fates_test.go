@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/devo-aws-collector/devo-aws-collector/internal/awstest/fauxqs"
 )
 
 // TestSecurityHubFauxqs: over a real FIFO queue, a findings event with three
@@ -73,7 +75,7 @@ func TestSecurityHubFauxqs(t *testing.T) {
 			t.Errorf("envelope %s gave %d events, want %d", id, perID[id], n)
 		}
 	}
-	if v, fl := queueCounts(t, emu.SQS(), f.url); v != 0 || fl != 0 {
+	if v, fl := fauxqs.MustQueueCounts(t, emu.SQS(), f.url); v != 0 || fl != 0 {
 		t.Errorf("queue holds %d visible, %d in flight", v, fl)
 	}
 	if f.unit.Received.Load() != 4 || f.unit.Generated.Load() != 7 {
@@ -102,7 +104,7 @@ func TestBadBodiesFauxqs(t *testing.T) {
 		return c.Deleted.Load() >= 20 && c.Poison.Load() >= 3
 	})
 	waitFor(t, 30*time.Second, "an empty queue", func() bool {
-		v, fl := queueCounts(t, emu.SQS(), f.url)
+		v, fl := fauxqs.MustQueueCounts(t, emu.SQS(), f.url)
 		return v == 0 && fl == 0
 	})
 	run.shutdown(t)
@@ -174,7 +176,7 @@ func TestBadBodyFIFOFauxqs(t *testing.T) {
 	if !slices.Equal(main, []int{0, 2, 3}) || !slices.Equal(other, []int{4, 5, 6}) {
 		t.Errorf("delivered devo-collector %v, other %v; want [0 2 3] and [4 5 6]", main, other)
 	}
-	if v, fl := queueCounts(t, emu.SQS(), f.url); v != 0 || fl != 0 {
+	if v, fl := fauxqs.MustQueueCounts(t, emu.SQS(), f.url); v != 0 || fl != 0 {
 		t.Errorf("queue holds %d visible, %d in flight", v, fl)
 	}
 	if d := f.unit.Dropped.Load(); d != 1 {

@@ -172,7 +172,7 @@ func TestDeliveryFauxqs(t *testing.T) {
 				return len(rec.delivered()) >= n && f.src.engine.Counters().Deleted.Load() >= n
 			})
 			waitFor(t, 30*time.Second, "an empty queue", func() bool {
-				v, fl := queueCounts(t, emu.SQS(), f.url)
+				v, fl := fauxqs.MustQueueCounts(t, emu.SQS(), f.url)
 				return v == 0 && fl == 0
 			})
 			run.shutdown(t)

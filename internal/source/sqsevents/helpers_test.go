@@ -239,24 +239,6 @@ func sendBodies(t *testing.T, c *sqs.Client, url string, bodies []string, group 
 	}
 }
 
-// queueCounts returns the queue's visible and in-flight message counts.
-func queueCounts(t *testing.T, c *sqs.Client, url string) (visible, inFlight int) {
-	t.Helper()
-	out, err := c.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{
-		QueueUrl: &url,
-		AttributeNames: []types.QueueAttributeName{
-			types.QueueAttributeNameApproximateNumberOfMessages,
-			types.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, _ := strconv.Atoi(out.Attributes[string(types.QueueAttributeNameApproximateNumberOfMessages)])
-	f, _ := strconv.Atoi(out.Attributes[string(types.QueueAttributeNameApproximateNumberOfMessagesNotVisible)])
-	return v, f
-}
-
 // sources are the twelve EventBridge sources the delivery tests send:
 // AWS services (derived event type = the name), a custom source and a
 // partner source (both → "events").

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/devo-aws-collector/devo-aws-collector/internal/awstest/fauxqs"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 )
 
@@ -102,7 +103,7 @@ func TestRestartLosesNothingFauxqs(t *testing.T) {
 				t.Errorf("first run delivered %d, second %d; want %d and %d (held %d at shutdown)",
 					firstRun, len(rec2.delivered()), first, n-first, held)
 			}
-			if v, fl := queueCounts(t, emu.SQS(), f.url); v != 0 || fl != 0 {
+			if v, fl := fauxqs.MustQueueCounts(t, emu.SQS(), f.url); v != 0 || fl != 0 {
 				t.Errorf("queue holds %d visible, %d in flight", v, fl)
 			}
 			if fifo {
