@@ -306,21 +306,26 @@ inputs:
         sqs_queue_name: demo-cloudtrail
         auto_event_type: true
         sqs_wait_time_seconds: 1
+        sqs_visibility_timeout: 20
       non-cloudwatch-logs:
         types: [flowlogs, cloudfrontlogs]
         sqs_queue_name: demo-s3-logs
         auto_event_type: true
         sqs_wait_time_seconds: 1
+        sqs_visibility_timeout: 20
       cisco-umbrella:
         sqs_queue_name: demo-umbrella
         sqs_wait_time_seconds: 1
+        sqs_visibility_timeout: 20
       service-events-all:
         sqs_queue_name: demo-events.fifo
         auto_event_type: true
         sqs_wait_time_seconds: 1
+        sqs_visibility_timeout: 20
       sqs-cloudwatch-consumer:
         sqs_queue_name: demo-securityhub.fifo
         sqs_wait_time_seconds: 1
+        sqs_visibility_timeout: 20
 `, endpoint)
 	if err := os.MkdirAll(filepath.Join(dir, "config"), 0o755); err != nil {
 		return "", err
