@@ -148,6 +148,10 @@ func (e *e2e) source(svc *config.Service, log *slog.Logger, unit *stats.Unit, tu
 		CycleInterval: time.Second,
 		Tune: func(c *sqsengine.Config) {
 			c.WaitTime = time.Second
+			// A receive answer lost on the wire hides its messages until
+			// the visibility timeout (fauxqs ignores the attempt id the
+			// engine retries with): keep that short.
+			c.VisibilityTimeout = 20 * time.Second
 			c.ReturnBackoff = 200 * time.Millisecond
 			c.ReturnBackoffMax = 400 * time.Millisecond
 			c.DeleteFlush = 50 * time.Millisecond
