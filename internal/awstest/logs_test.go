@@ -258,7 +258,7 @@ func TestLogsThrottling(t *testing.T) {
 	}
 	l.ThrottleEvery(0)
 
-	l.ThrottleNext(3)
+	l.ThrottleNext(2 * testMaxAttempts)
 	_, err := c.FilterLogEvents(testContext(t), &cloudwatchlogs.FilterLogEventsInput{LogGroupName: aws.String("g")})
 	wantAPIError(t, err, "ThrottlingException")
 }
