@@ -184,16 +184,25 @@ func (w *work) vpc(o s3notify.Object, text io.Reader, t string) error {
 				"flow_log_id", id, "key", o.Key)
 		}
 	}
+	return w.emitRaw(t, r.Next, nil)
+}
+
+// emitRaw emits every line next yields as a raw payload under tag t, until
+// io.EOF. A line over the reader's cap is dropped and counted; special, when
+// set, may end the file quietly on an error of its reader (done = true).
+func (w *work) emitRaw(t string, next func() ([]byte, error), special func(error) (done bool)) error {
 	var drops int64
 	defer func() { w.dropped(drops) }()
 	for {
-		line, err := r.Next()
+		line, err := next()
 		switch {
 		case err == io.EOF:
 			return nil
-		case errors.Is(err, lines.ErrTooLong):
+		case errors.Is(err, lines.ErrTooLong), errors.Is(err, umbrella.ErrRowTooLong):
 			drops++
 			continue
+		case err != nil && special != nil && special(err):
+			return nil
 		case err != nil:
 			return err
 		}
@@ -216,26 +225,13 @@ func flowLogID(key string) string {
 
 func (w *work) cloudFront(o s3notify.Object, text io.Reader, t string) error {
 	r := cloudfront.NewReader(text, 0)
-	var drops int64
-	defer func() { w.dropped(drops) }()
-	for {
-		line, err := r.Next()
-		switch {
-		case err == io.EOF:
-			return nil
-		case errors.Is(err, lines.ErrTooLong):
-			drops++
-			continue
-		case errors.Is(err, cloudfront.ErrNoFields) && w.n == 0:
+	return w.emitRaw(t, r.Next, func(err error) bool {
+		if errors.Is(err, cloudfront.ErrNoFields) && w.n == 0 {
 			w.discard(o, "no #Fields header: not a CloudFront standard log")
-			return nil
-		case err != nil:
-			return err
+			return true
 		}
-		if err := w.emit(t, bytes.Clone(line)); err != nil {
-			return &emitError{err}
-		}
-	}
+		return false
+	})
 }
 
 // umbrella emits each CSV row raw, tagged by the key's log-type folder.
@@ -244,22 +240,5 @@ func (w *work) umbrella(o s3notify.Object, text io.Reader) error {
 	et := tag.Match(svc.EventTypePatterns, o.Key, svc.DefaultEventType)
 	w.cyc.EventType(et)
 	t := w.tags.main.Tag(et)
-	r := umbrella.NewReader(text, 0)
-	var drops int64
-	defer func() { w.dropped(drops) }()
-	for {
-		row, err := r.Next()
-		switch {
-		case err == io.EOF:
-			return nil
-		case errors.Is(err, umbrella.ErrRowTooLong), errors.Is(err, lines.ErrTooLong):
-			drops++
-			continue
-		case err != nil:
-			return err
-		}
-		if err := w.emit(t, bytes.Clone(row)); err != nil {
-			return &emitError{err}
-		}
-	}
+	return w.emitRaw(t, umbrella.NewReader(text, 0).Next, nil)
 }
