@@ -5,10 +5,12 @@ package golden
 import (
 	"bytes"
 	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 var update = flag.Bool("update", false, "rewrite the .golden files with the current output")
@@ -43,5 +45,24 @@ func Check(t testing.TB, in string, got []byte) {
 	}
 	if !bytes.Equal(got, want) {
 		t.Errorf("%s: output differs from %s\n--- got ---\n%s\n--- want ---\n%s", in, path, got, want)
+	}
+}
+
+// CheckStream runs describe over each testdata/*.in file, compares the
+// result with its .golden file, and checks that reading the same bytes one
+// byte at a time describes them identically (buffer boundaries must not
+// change what a streaming reader yields).
+func CheckStream(t *testing.T, describe func(io.Reader) []byte) {
+	t.Helper()
+	for _, in := range Inputs(t) {
+		data, err := os.ReadFile(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := describe(bytes.NewReader(data))
+		Check(t, in, got)
+		if again := describe(iotest.OneByteReader(bytes.NewReader(data))); !bytes.Equal(again, got) {
+			t.Errorf("%s: one-byte reads differ:\n%s", in, again)
+		}
 	}
 }
