@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,6 +21,7 @@ import (
 	"github.com/devo-aws-collector/devo-aws-collector/internal/awstest/fauxqs"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/certs"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/rsyslog"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/syncbuf"
 )
 
 // collectorBin is the binary built once for the package by TestMain.
@@ -112,21 +111,9 @@ inputs:
 // proc is a running collector process.
 type proc struct {
 	cmd    *exec.Cmd
-	mu     sync.Mutex
-	stderr bytes.Buffer
+	output syncbuf.Buffer // stdout and stderr
 	done   chan struct{}
 	err    error
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (w lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
 }
 
 func (e *env) start(cfgPath string) *proc {
@@ -134,8 +121,8 @@ func (e *env) start(cfgPath string) *proc {
 	p := &proc{done: make(chan struct{})}
 	p.cmd = exec.Command(collectorBin, "run", "--config", cfgPath)
 	p.cmd.Dir = e.dir
-	p.cmd.Stdout = lockedWriter{&p.mu, &p.stderr}
-	p.cmd.Stderr = lockedWriter{&p.mu, &p.stderr}
+	p.cmd.Stdout = &p.output
+	p.cmd.Stderr = &p.output
 	if err := p.cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}
@@ -161,11 +148,7 @@ func (e *env) start(cfgPath string) *proc {
 	return p
 }
 
-func (p *proc) log() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.stderr.String()
-}
+func (p *proc) log() string { return p.output.String() }
 
 // wait waits for the process to exit and returns its exit code (-1 on
 // timeout).

@@ -1,7 +1,6 @@
 package sqsengine
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/syncbuf"
 )
 
 // testSink is an output the test controls: it takes events from a real
@@ -104,22 +104,7 @@ var emitBody = HandlerFunc(func(ctx context.Context, m Message, b *pipeline.Batc
 })
 
 // logBuffer is a concurrency-safe log sink for asserting on log lines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
+type logBuffer struct{ syncbuf.Buffer }
 
 func testLogger(t *testing.T) (*slog.Logger, *logBuffer) {
 	lb := &logBuffer{}

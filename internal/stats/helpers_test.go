@@ -4,22 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"log/slog"
-	"sync"
 	"testing"
+
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/syncbuf"
 )
 
 // logBuffer collects JSON log records; safe to write from a logging
 // goroutine while the test reads.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
+type logBuffer struct{ syncbuf.Buffer }
 
 func (b *logBuffer) logger() *slog.Logger {
 	return slog.New(slog.NewJSONHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -28,10 +20,8 @@ func (b *logBuffer) logger() *slog.Logger {
 // records decodes every record logged so far.
 func (b *logBuffer) records(t *testing.T) []map[string]any {
 	t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	var out []map[string]any
-	dec := json.NewDecoder(bytes.NewReader(b.buf.Bytes()))
+	dec := json.NewDecoder(bytes.NewReader(b.Bytes()))
 	for dec.More() {
 		var m map[string]any
 		if err := dec.Decode(&m); err != nil {
