@@ -14,7 +14,6 @@ import (
 
 // Deps is what a service builder gets to make one unit's source.
 type Deps struct {
-	Config  *config.Config
 	Input   *config.Input
 	Service *config.Service
 	Region  string
@@ -55,7 +54,7 @@ func buildUnits(ctx context.Context, cfg *config.Config, store state.Store, reg 
 				ulog := log.With("input", in.Name, "service", svc.Name, "region", region)
 				counters := reg.Unit(in.Name, svc.Name, region)
 				src, err := build(ctx, Deps{
-					Config: cfg, Input: in, Service: svc, Region: region,
+					Input: in, Service: svc, Region: region,
 					Log: ulog, Stats: counters, Env: env,
 				})
 				if err != nil {
