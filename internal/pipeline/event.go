@@ -41,8 +41,45 @@ type Event struct {
 
 	batch *Batch
 	unit  *Counters    // the emitting unit's counters, nil outside a unit
+	ref   *Ref         // released once every output has reported, if set
 	left  atomic.Int32 // outputs that have not reported a fate yet
 	bad   atomic.Bool  // some output reported Failed
+}
+
+// Ref counts the holders of something events share, such as a buffer their
+// payloads are carved from, so that its owner can reuse it once no event
+// needs it any more. The zero Ref is not usable; Init it.
+//
+// Reuse is safe because of the output contract: an output reads an event
+// only until it reports the event's fate (Queue.Settle), never after.
+type Ref struct {
+	n    atomic.Int32
+	free func()
+}
+
+// Init gives r one hold, the caller's, and the function to run when the last
+// hold is released. Init a Ref again only after free has run.
+func (r *Ref) Init(free func()) {
+	r.free = free
+	r.n.Store(1)
+}
+
+// Release drops one hold; the last one runs free.
+func (r *Ref) Release() {
+	switch n := r.n.Add(-1); {
+	case n == 0:
+		r.free()
+	case n < 0:
+		panic("pipeline: Ref released more often than held")
+	}
+}
+
+// Share makes e hold r until every output has reported e's fate. Call it
+// after Init and before the event is emitted. An event that is never emitted
+// never releases r: its memory is left to the garbage collector.
+func (e *Event) Share(r *Ref) {
+	r.n.Add(1)
+	e.ref = r
 }
 
 // Counters receive a unit's per-event outcome once every output has
@@ -67,6 +104,7 @@ func NewEvent(b *Batch, tag string, t time.Time, payload []byte) *Event {
 // address in the slab. A slab stays in memory while any of its events does.
 func (e *Event) Init(b *Batch, tag string, t time.Time, payload []byte) {
 	e.Tag, e.Time, e.Payload, e.batch, e.Clean = tag, t, payload, b, false
+	e.ref = nil
 }
 
 // Size is the number of bytes the event counts for in a queue's byte bound.
@@ -76,7 +114,8 @@ func (e *Event) settle(f Fate) {
 	if f != Delivered {
 		e.bad.Store(true)
 	}
-	if e.unit != nil && e.left.Add(-1) == 0 {
+	last := e.left.Add(-1) == 0
+	if last && e.unit != nil {
 		c := e.unit.Delivered
 		if e.bad.Load() {
 			c = e.unit.Failed
@@ -84,6 +123,13 @@ func (e *Event) settle(f Fate) {
 		if c != nil {
 			c.Add(1)
 		}
+	}
+	// The shared hold goes before the batch may fire: once a batch is done
+	// its source may end, and the payload memory is free for reuse now.
+	if last && e.ref != nil {
+		ref := e.ref
+		e.ref = nil
+		ref.Release()
 	}
 	if e.batch != nil {
 		e.batch.settle(f)

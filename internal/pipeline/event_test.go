@@ -54,3 +54,57 @@ func TestEventInitInSlab(t *testing.T) {
 		t.Fatalf("unit counters delivered %d failed %d, want 2 and 1", delivered.Load(), failed.Load())
 	}
 }
+
+// TestRefFreedAfterLastFate: events sharing a Ref keep it until every output
+// has reported each of them; free runs once, after the creator's hold and
+// the last fate are gone, also for an event whose emit failed part way.
+func TestRefFreedAfterLastFate(t *testing.T) {
+	q1, q2 := NewQueue(10, 1<<20), NewQueue(1, 1<<20)
+	p := &Pipeline{outputs: []*Output{{Name: "a", Queue: q1}, {Name: "b", Queue: q2}}}
+	frees := 0
+	var r Ref
+	r.Init(func() { frees++ })
+	slab := make([]Event, 2)
+	for i := range slab {
+		slab[i].Init(nil, "my.app.t", time.Time{}, []byte("x"))
+		slab[i].Share(&r)
+	}
+	ctx := context.Background()
+	for i := range slab {
+		if i == 1 {
+			// q2 holds one event: the second emit waits there until
+			// its context ends, and settles the copy it could not queue.
+			c, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+			if err := p.Emit(c, &slab[i]); err == nil {
+				t.Fatal("emit into a full queue succeeded")
+			}
+			cancel()
+			continue
+		}
+		if err := p.Emit(ctx, &slab[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.Release() // the creator is done carving
+	if frees != 0 {
+		t.Fatal("freed while events are in the queues")
+	}
+	q1.Settle(&slab[0], Delivered)
+	q2.Settle(&slab[0], Failed)
+	if frees != 0 {
+		t.Fatal("freed while slab[1] waits in q1")
+	}
+	q1.Settle(&slab[1], Delivered)
+	if frees != 1 {
+		t.Fatalf("free ran %d times after the last fate, want 1", frees)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("releasing a Ref more often than held did not panic")
+		}
+	}()
+	var once Ref
+	once.Init(func() {})
+	once.Release()
+	once.Release()
+}

@@ -37,8 +37,10 @@ type Source interface {
 // Every event it takes gets exactly one fate through in.Settle — Delivered
 // only when the output holds it safely. Before returning, a sink settles
 // everything it still holds (Delivered if it spooled it durably, Failed
-// otherwise). Run returns an error only when the output cannot work at all
-// (for example its client certificate is rejected at start-up).
+// otherwise). Once it has settled an event, a sink never reads it again: the
+// source may reuse the payload's memory (see Ref). Run returns an error only
+// when the output cannot work at all (for example its client certificate is
+// rejected at start-up).
 type Sink interface {
 	Run(ctx context.Context, in *Queue) error
 }

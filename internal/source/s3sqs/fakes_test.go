@@ -173,14 +173,18 @@ type outcome struct {
 }
 
 // handle runs the handler on body, then delivers every event it emitted.
+// The outcome holds copies: like an output, the harness must not read an
+// event after reporting its fate (its payload block may be reused).
 func (h *harness) handle(body string) outcome {
 	h.t.Helper()
 	var o outcome
 	b := pipeline.NewBatch(func(r pipeline.Result) { o.fired, o.res = true, r })
 	o.err = h.src.Handle(context.Background(), sqsengine.Message{ID: "m-1", Body: body, ReceiveCount: 1}, b, h.p)
 	b.Close()
-	o.events = h.q.TryGet(nil, 1<<20)
-	for _, ev := range o.events {
+	for _, ev := range h.q.TryGet(nil, 1<<20) {
+		cp := pipeline.NewEvent(nil, ev.Tag, ev.Time, bytes.Clone(ev.Payload))
+		cp.Clean = ev.Clean
+		o.events = append(o.events, cp)
 		h.q.Settle(ev, pipeline.Delivered)
 	}
 	return o

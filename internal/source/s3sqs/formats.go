@@ -81,6 +81,7 @@ func (w *work) cloudTrail(text io.Reader) error {
 	var drops int64
 	defer func() { w.dropped(drops) }()
 	var mem arena
+	defer mem.close()
 	r := cloudtrail.NewReader(text, 0)
 	for {
 		rec, err := r.Next()
@@ -108,12 +109,15 @@ func (w *work) cloudTrail(text io.Reader) error {
 				bySource[string(rec.EventSource)] = t
 			}
 		}
-		payload, inArena, err := mem.payload(&rec, id)
+		payload, blk, err := mem.payload(&rec, id)
 		if err != nil {
 			return err
 		}
-		ev := mem.event(inArena)
+		ev := mem.event(blk)
 		ev.Init(w.b, t, w.now, payload)
+		if blk != nil {
+			ev.Share(&blk.ref)
+		}
 		ev.Clean = true // jsonpay output: compact, valid UTF-8
 		if err := w.emitEvent(ev); err != nil {
 			return &emitError{err}

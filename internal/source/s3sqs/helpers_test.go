@@ -8,6 +8,14 @@ import (
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
 )
 
+// TestMain poisons every payload block as it is freed, so that any test
+// whose events are read after their fate (a block freed too early) sees
+// garbage instead of a plausible payload.
+func TestMain(m *testing.M) {
+	poisonFreed = true
+	os.Exit(m.Run())
+}
+
 // loadService loads a real config holding one service (YAML mapping body
 // for inputs.aws.services.<name>) and returns it with defaults applied.
 func loadService(t testing.TB, name, body, environment string) *config.Service {

@@ -1,6 +1,8 @@
 package s3sqs
 
 import (
+	"sync/atomic"
+
 	"github.com/devo-aws-collector/devo-aws-collector/internal/format/cloudtrail"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/format/jsonpay"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
@@ -32,23 +34,83 @@ const (
 	arenaSlab    = 64 // events per slab
 )
 
-// arena hands out payload buffers and events for one object. It never reuses
-// memory: a full block or slab is simply dropped, and the garbage collector
-// frees it once no event of it is alive any more, so the outputs' settle
-// timing does not matter. The price is that one live event keeps its slab
-// in memory, and with it every block its slab's payloads are in: about
-// 0.5 MiB for records of usual size, at most 64 × arenaMaxPart (2 MiB) of
-// payloads plus the ends of their blocks.
+// arena hands out payload buffers and events for one object. Payloads are
+// carved from pooled blocks: every event with a payload in a block holds the
+// block's Ref, and so does the arena while it carves from it; once the last
+// of them lets go (every output has reported every such event's fate) the
+// block goes back to the pool for the next object. Before that nothing
+// writes into it again. A steady stream of objects thus reuses a few blocks
+// instead of giving the garbage collector the whole decompressed volume.
+//
+// Events come from slabs that are never reused: a slab is dropped when used
+// up and the garbage collector frees it once no event of it is alive.
 type arena struct {
-	block []byte           // free part of the current block
-	slab  []pipeline.Event // unused events of the current slab
+	cur  *block           // the block being carved, nil before the first
+	free []byte           // unused part of cur
+	slab []pipeline.Event // unused events of the current slab
 }
 
-// event returns an event for payload p, which payload reported as in the
-// arena or not: a zero event from the current slab (a new one when it is used
-// up), or one of its own for a payload of its own.
-func (a *arena) event(inArena bool) *pipeline.Event {
-	if !inArena {
+// block is one payload block and the count of its holders.
+type block struct {
+	buf []byte
+	ref pipeline.Ref
+	put func() // b.recycle, made once
+}
+
+// freeBlocks holds idle blocks for reuse: at most maxFreeBlocks (16 MiB),
+// the rest of a burst's blocks are left to the garbage collector. A
+// sync.Pool would hand memory back when idle, but drops blocks at every other
+// collection, which with CloudTrail's allocation rate is most of them.
+var freeBlocks = make(chan *block, maxFreeBlocks)
+
+const maxFreeBlocks = 64
+
+var (
+	// poisonFreed, set by tests, overwrites a block as it goes back to the
+	// pool, so that an event read after its fate shows as garbage.
+	poisonFreed bool
+	// blocksReused counts blocks taken from the pool, for tests.
+	blocksReused atomic.Int64
+)
+
+func getBlock() *block {
+	var b *block
+	select {
+	case b = <-freeBlocks:
+		blocksReused.Add(1)
+	default:
+		b = &block{buf: make([]byte, arenaBlock)}
+		b.put = b.recycle
+	}
+	b.ref.Init(b.put)
+	return b
+}
+
+func (b *block) recycle() {
+	if poisonFreed {
+		for i := range b.buf {
+			b.buf[i] = 0xff
+		}
+	}
+	select {
+	case freeBlocks <- b:
+	default:
+	}
+}
+
+// close lets go of the block being carved; the arena may be used again.
+func (a *arena) close() {
+	if a.cur != nil {
+		a.cur.ref.Release()
+		a.cur, a.free = nil, nil
+	}
+}
+
+// event returns a zero event from the current slab (a new one when it is
+// used up) that holds blk, or one of its own for a payload of its own (blk
+// nil).
+func (a *arena) event(blk *block) *pipeline.Event {
+	if blk == nil {
 		return new(pipeline.Event)
 	}
 	if len(a.slab) == 0 {
@@ -61,30 +123,33 @@ func (a *arena) event(inArena bool) *pipeline.Event {
 
 // payload appends the Devo payload of rec into the current block (or a new
 // one) and returns it with no spare capacity, so no later append can write
-// over the next payload. inArena reports whether it is in a block, rather
-// than in an allocation of its own.
-func (a *arena) payload(rec *cloudtrail.Record, id string) (p []byte, inArena bool, err error) {
+// over the next payload, and the block it is in, or nil when it got an
+// allocation of its own. The caller makes the payload's event Share the
+// block's Ref.
+func (a *arena) payload(rec *cloudtrail.Record, id string) (p []byte, blk *block, err error) {
 	need := len(rec.Raw) + len(id) + 24
 	var dst []byte
 	switch {
 	case need > arenaMaxPart:
 		dst = make([]byte, 0, need)
-	case need > len(a.block):
-		a.block = make([]byte, arenaBlock)
+	case need > len(a.free):
+		a.close()
+		a.cur = getBlock()
+		a.free = a.cur.buf
 		fallthrough
 	default:
-		dst = a.block[:0]
+		dst = a.free[:0]
 	}
 	out, err := appendPayload(dst, rec, id)
 	if err != nil {
-		return nil, false, err
+		return nil, nil, err
 	}
 	n := len(out)
 	// When the payload came out longer than foreseen (a non-plain record
 	// can grow), append moved it out of the block, which stays intact.
 	if need <= arenaMaxPart && cap(out) == cap(dst) {
-		a.block = a.block[n:]
-		inArena = true
+		a.free = a.free[n:]
+		blk = a.cur
 	}
-	return out[:n:n], inArena, nil
+	return out[:n:n], blk, nil
 }

@@ -2,6 +2,9 @@ package s3sqs
 
 import (
 	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"testing"
@@ -118,11 +121,16 @@ func TestArenaPayloads(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, in, err := a.payload(&r, id)
+		p, blk, err := a.payload(&r, id)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if in != wantIn {
+		if blk != nil {
+			// An event that is never emitted: it holds the block for
+			// the rest of the test.
+			new(pipeline.Event).Share(&blk.ref)
+		}
+		if in := blk != nil; in != wantIn {
 			t.Fatalf("payload of %d bytes: inArena = %v, want %v", len(p), in, wantIn)
 		}
 		if !bytes.Equal(p, want) || cap(p) != len(p) {
@@ -133,7 +141,7 @@ func TestArenaPayloads(t *testing.T) {
 	add(plain, true)
 	add(plain, true)
 	// Leave exactly the room foreseen for grows, which it outgrows.
-	a.block = a.block[len(a.block)-(len(grows.Raw)+len(id)+24):]
+	a.free = a.free[len(a.free)-(len(grows.Raw)+len(id)+24):]
 	add(grows, false)
 	add(plain, true) // still fits the block grows left untouched
 	add(big, false)
@@ -153,8 +161,13 @@ func TestArenaPayloads(t *testing.T) {
 	}
 
 	seen := map[*pipeline.Event]bool{}
+	blk := a.cur
 	for i := range 2*arenaSlab + 3 {
-		e := a.event(i%8 != 0) // every 8th has a payload of its own
+		var in *block
+		if i%8 != 0 { // every 8th has a payload of its own
+			in = blk
+		}
+		e := a.event(in)
 		if seen[e] || e.Tag != "" || e.Payload != nil {
 			t.Fatalf("event %p handed out twice or not zero", e)
 		}
@@ -162,7 +175,107 @@ func TestArenaPayloads(t *testing.T) {
 		e.Init(nil, "t", time.Time{}, []byte("x"))
 	}
 	left := len(a.slab)
-	if e := a.event(false); len(a.slab) != left || left > 0 && e == &a.slab[0] {
+	if e := a.event(nil); len(a.slab) != left || left > 0 && e == &a.slab[0] {
 		t.Fatal("an event for a payload of its own came from the slab")
 	}
+}
+
+// TestArenaBlocksReusedAfterLastFate: a payload block goes back to the pool
+// only when every event carved from it has a fate at every output (two
+// outputs here), and the next object then reuses it. Freed blocks are
+// poisoned, so a payload freed too early would no longer read back.
+func TestArenaBlocksReusedAfterLastFate(t *testing.T) {
+	if !poisonFreed {
+		t.Fatal("TestMain should have set poisonFreed")
+	}
+	const id = "1717161300.123456"
+	q1, q2 := pipeline.NewQueue(1<<20, 1<<30), pipeline.NewQueue(1<<20, 1<<30)
+	p := pipeline.New(slog.New(slog.DiscardHandler), pipeline.Options{},
+		[]*pipeline.Output{{Name: "a", Queue: q1}, {Name: "b", Queue: q2}}, nil)
+	ctx := context.Background()
+
+	type carved struct {
+		ev   *pipeline.Event
+		want string
+		blk  *block
+	}
+	// object carves payloads into a fresh arena until it has used n blocks,
+	// and emits an event for each.
+	object := func(n int, tag string) []carved {
+		var a arena
+		defer a.close()
+		var out []carved
+		blks := map[*block]bool{}
+		for i := 0; ; i++ {
+			raw := fmt.Sprintf(`{"object":%q,"i":%d,"pad":"%s"}`, tag, i, strings.Repeat("p", 900))
+			r := cloudtrail.NewReader(strings.NewReader(`{"Records":[`+raw+`]}`), 0)
+			rec, err := r.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(blks) == n && a.cur != nil && len(a.free) < len(raw)+len(id)+24 {
+				return out
+			}
+			pl, blk, err := a.payload(&rec, id)
+			if err != nil || blk == nil {
+				t.Fatalf("payload: %v, block %p", err, blk)
+			}
+			blks[blk] = true
+			ev := a.event(blk)
+			ev.Init(nil, "t", time.Time{}, pl)
+			ev.Share(&blk.ref)
+			if err := p.Emit(ctx, ev); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, carved{ev, string(pl), blk})
+		}
+	}
+	intact := func(cs []carved) {
+		t.Helper()
+		for i, c := range cs {
+			if string(c.ev.Payload) != c.want {
+				t.Fatalf("payload %d was overwritten while its event was pending: %.60q", i, c.ev.Payload)
+			}
+		}
+	}
+	settle := func(q *pipeline.Queue, keep *pipeline.Event) {
+		for _, ev := range q.TryGet(nil, 1<<20) {
+			if ev == keep {
+				continue
+			}
+			q.Settle(ev, pipeline.Delivered)
+		}
+	}
+
+	first := object(3, "first")
+	settle(q1, nil)
+	intact(first) // the second output has not reported yet
+	held := first[0]
+	settle(q2, held.ev)
+	intact([]carved{held}) // its block is still held
+	before := blocksReused.Load()
+	second := object(3, "second")
+	if blocksReused.Load() == before {
+		t.Fatal("the second object reused none of the first one's freed blocks")
+	}
+	for _, c := range second {
+		if c.blk == held.blk {
+			t.Fatal("a block still held by a pending event was reused")
+		}
+	}
+	intact([]carved{held})
+	intact(second)
+	q2.Settle(held.ev, pipeline.Delivered) // the last fate of its block
+	settle(q1, nil)
+	settle(q2, nil)
+	before = blocksReused.Load()
+	third := object(4, "third")
+	reused := false
+	for _, c := range third {
+		reused = reused || c.blk == held.blk
+	}
+	if !reused || blocksReused.Load()-before < 4 {
+		t.Fatalf("after every fate: %d of 4 blocks reused, the held one reused: %v", blocksReused.Load()-before, reused)
+	}
+	intact(third)
 }
