@@ -23,6 +23,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go/logging"
+
+	"github.com/devo-aws-collector/devo-aws-collector/internal/awsapi/sdkhttp"
 )
 
 // API names: the keys of Options.Endpoints (the config's endpoints map).
@@ -150,6 +152,8 @@ func NewSession(ctx context.Context, o Options) (*Session, error) {
 		// AWS_CA_BUNDLE is set, and a caller's client owns its TLS settings.
 		cfg.HTTPClient = o.HTTPClient
 	}
+	// Every client: see sdkhttp for the answers it keeps from being lost.
+	cfg.HTTPClient = sdkhttp.Wrap(cfg.HTTPClient)
 
 	s := &Session{
 		opts:   o,

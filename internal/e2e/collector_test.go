@@ -70,8 +70,8 @@ func TestS3SQSThroughDevoIntoRsyslog(t *testing.T) {
 	}
 
 	metricsAddr := freeAddr(t)
-	// A short visibility timeout bounds the delay when a receive's answer is
-	// lost on the wire (see events_test.go).
+	// A short visibility timeout bounds the delay should a receive's answer
+	// be lost on the wire (see events_test.go).
 	cfg := e.writeConfig("  metrics_listen: "+metricsAddr, e.devoOutput(rs.TLSPort, e.cert.ClientCert, e.cert.ClientKey, ""), `
       audit-events-all: {types: [audits_s3], sqs_queue_name: e2e-cloudtrail, auto_event_type: true, sqs_wait_time_seconds: 1, sqs_visibility_timeout: 20}
       non-cloudwatch-logs: {types: [flowlogs, cloudfrontlogs], sqs_queue_name: e2e-s3-logs, auto_event_type: true, sqs_wait_time_seconds: 1, sqs_visibility_timeout: 20}

@@ -53,10 +53,11 @@ func TestEventsThroughDevoIntoRsyslog(t *testing.T) {
 			}
 			e.send(sh, samples.SecurityHub(3), "devo-collector")
 
-			// Now and then a receive's answer is lost on the wire ("use of
-			// closed network connection"); SQS would return the same messages
-			// to the engine's retry with the same ReceiveRequestAttemptId, but
-			// fauxqs ignores it, so a short visibility timeout bounds the stall.
+			// Should a receive's answer be lost on the wire (the known cause,
+			// "use of closed network connection", is fixed by sdkhttp), SQS
+			// would return the same messages to the engine's retry with the
+			// same ReceiveRequestAttemptId, but fauxqs ignores it, so a short
+			// visibility timeout bounds the stall.
 			cfg := e.writeConfig("", e.devoOutput(rs.TLSPort, e.cert.ClientCert, e.cert.ClientKey, ""), fmt.Sprintf(`
       service-events-all: {sqs_queue_name: %s, auto_event_type: %v, sqs_wait_time_seconds: 1, sqs_visibility_timeout: 20}
       sqs-cloudwatch-consumer: {sqs_queue_name: e2e-securityhub.fifo, sqs_wait_time_seconds: 1, sqs_visibility_timeout: 20}

@@ -31,6 +31,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/devo-aws-collector/devo-aws-collector/internal/awsapi/sdkhttp"
 )
 
 // Region is the region the helper clients sign for unless told otherwise.
@@ -260,6 +262,7 @@ func (s *Server) Config() aws.Config {
 		Credentials:      credentials.NewStaticCredentialsProvider("AKIAFAUXQSTEST", "fauxqs-test", ""),
 		RetryMaxAttempts: 2,
 		BaseEndpoint:     aws.String(s.URL),
+		HTTPClient:       sdkhttp.Wrap(nil), // as the collector's clients
 	}
 }
 

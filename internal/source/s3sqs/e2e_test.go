@@ -148,9 +148,10 @@ func (e *e2e) source(svc *config.Service, log *slog.Logger, unit *stats.Unit, tu
 		CycleInterval: time.Second,
 		Tune: func(c *sqsengine.Config) {
 			c.WaitTime = time.Second
-			// A receive answer lost on the wire hides its messages until
-			// the visibility timeout (fauxqs ignores the attempt id the
-			// engine retries with): keep that short.
+			// Should a receive's answer ever be lost on the wire, its
+			// messages stay hidden until the visibility timeout (fauxqs
+			// ignores the attempt id the engine retries with): keep that
+			// short. (The known cause of such losses is fixed: sdkhttp.)
 			c.VisibilityTimeout = 20 * time.Second
 			c.ReturnBackoff = 200 * time.Millisecond
 			c.ReturnBackoffMax = 400 * time.Millisecond

@@ -71,11 +71,11 @@ func newFixture(t *testing.T, service, name, extra string, tune func(*sqsengine.
 	}
 	url := s.MustCreateQueue(t, name, attrs)
 	if !strings.Contains(extra, "sqs_visibility_timeout") {
-		// Now and then a receive's response is lost on the way (the SDK
-		// reports "deserialization failed … use of closed network
-		// connection"; aws-sdk-go-v2 #1825). Its messages then stay hidden
-		// for the visibility timeout, holding their FIFO groups: keep that
-		// short so such a run is slower, not a timeout.
+		// Should a receive's response be lost on the way (the known cause,
+		// "deserialization failed … use of closed network connection", is
+		// fixed by sdkhttp), its messages stay hidden for the visibility
+		// timeout, holding their FIFO groups: keep that short so such a
+		// run is slower, not a timeout.
 		extra += "        sqs_visibility_timeout: 5\n"
 	}
 	svc := loadService(t, service, "        sqs_queue_name: "+name+"\n"+extra)
