@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/pem"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -260,19 +261,24 @@ func TestAccountIDWaitsWithContext(t *testing.T) {
 }
 
 type countingTransport struct {
-	mu sync.Mutex
-	n  int
+	mu       sync.Mutex
+	n        int
+	writerTo int // requests whose body has WriteTo (see sdkhttp)
 }
 
 func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	c.mu.Lock()
 	c.n++
+	if _, ok := r.Body.(io.WriterTo); ok {
+		c.writerTo++
+	}
 	c.mu.Unlock()
 	return http.DefaultTransport.RoundTrip(r)
 }
 
 // TestSessionUsesHTTPClient: the caller's HTTP client carries both the
-// AssumeRole calls and the data calls.
+// AssumeRole calls and the data calls, wrapped by sdkhttp (no request body
+// reaches net/http with the WriteTo that loses answers).
 func TestSessionUsesHTTPClient(t *testing.T) {
 	f := newFakeSTS(t)
 	// A CA bundle in the environment must not stop a caller's client.
@@ -298,5 +304,8 @@ func TestSessionUsesHTTPClient(t *testing.T) {
 	defer rt.mu.Unlock()
 	if rt.n != 2 || len(f.Calls()) != 2 {
 		t.Errorf("transport carried %d requests, STS saw %d; want 2 (AssumeRole, GetCallerIdentity)", rt.n, len(f.Calls()))
+	}
+	if rt.writerTo != 0 {
+		t.Errorf("%d request bodies reached net/http with WriteTo: the client is not wrapped by sdkhttp", rt.writerTo)
 	}
 }
