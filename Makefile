@@ -5,7 +5,7 @@ PKGS     := ./...
 # rsyslogd (the integration tests' TLS receiver) lives in /usr/sbin, often not on a user's PATH.
 export PATH := $(PATH):/usr/sbin:/sbin
 
-.PHONY: all build demo test vet fmt-check deps bench clean
+.PHONY: all build demo test vet fmt-check deps bench fuzz clean
 
 all: build
 
@@ -32,6 +32,10 @@ test: deps fmt-check vet
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem $(PKGS)
+
+## fuzz: every format parser's fuzz target, FUZZTIME each (default 5m).
+fuzz:
+	./scripts/fuzz.sh
 
 clean:
 	rm -rf bin
