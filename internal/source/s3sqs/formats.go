@@ -2,7 +2,6 @@ package s3sqs
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"io"
 	"path"
@@ -113,11 +112,7 @@ func (w *work) cloudTrail(text io.Reader) error {
 		if err != nil {
 			return err
 		}
-		ev := mem.event(blk)
-		ev.Init(w.b, t, w.now, payload)
-		if blk != nil {
-			ev.Share(&blk.ref)
-		}
+		ev := mem.newEvent(blk, w.b, t, w.now, payload)
 		ev.Clean = true // jsonpay output: compact, valid UTF-8
 		if err := w.emitEvent(ev); err != nil {
 			return &emitError{err}
@@ -197,6 +192,8 @@ func (w *work) vpc(o s3notify.Object, text io.Reader, t string) error {
 func (w *work) emitRaw(t string, next func() ([]byte, error), special func(error) (done bool)) error {
 	var drops int64
 	defer func() { w.dropped(drops) }()
+	var mem arena
+	defer mem.close()
 	for {
 		line, err := next()
 		switch {
@@ -210,7 +207,8 @@ func (w *work) emitRaw(t string, next func() ([]byte, error), special func(error
 		case err != nil:
 			return err
 		}
-		if err := w.emit(t, bytes.Clone(line)); err != nil {
+		payload, blk := mem.line(line)
+		if err := w.emitEvent(mem.newEvent(blk, w.b, t, w.now, payload)); err != nil {
 			return &emitError{err}
 		}
 	}

@@ -1,7 +1,9 @@
 package s3sqs
 
 import (
+	"bytes"
 	"sync/atomic"
+	"time"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/format/cloudtrail"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/format/jsonpay"
@@ -34,7 +36,8 @@ const (
 	arenaSlab    = 64 // events per slab
 )
 
-// arena hands out payload buffers and events for one object. Payloads are
+// arena hands out payload buffers and events for one object: CloudTrail
+// payloads, and the raw lines of the text formats. Payloads are
 // carved from pooled blocks: every event with a payload in a block holds the
 // block's Ref, and so does the arena while it carves from it; once the last
 // of them lets go (every output has reported every such event's fate) the
@@ -121,25 +124,39 @@ func (a *arena) event(blk *block) *pipeline.Event {
 	return e
 }
 
-// payload appends the Devo payload of rec into the current block (or a new
-// one) and returns it with no spare capacity, so no later append can write
-// over the next payload, and the block it is in, or nil when it got an
-// allocation of its own. The caller makes the payload's event Share the
-// block's Ref.
-func (a *arena) payload(rec *cloudtrail.Record, id string) (p []byte, blk *block, err error) {
-	need := len(rec.Raw) + len(id) + 24
-	var dst []byte
-	switch {
-	case need > arenaMaxPart:
-		dst = make([]byte, 0, need)
-	case need > len(a.free):
+// newEvent returns an event for payload, taken from blk's slab and holding
+// blk when the payload is in a block (blk not nil), initialised for batch b.
+func (a *arena) newEvent(blk *block, b *pipeline.Batch, tagName string, t time.Time, payload []byte) *pipeline.Event {
+	ev := a.event(blk)
+	ev.Init(b, tagName, t, payload)
+	if blk != nil {
+		ev.Share(&blk.ref)
+	}
+	return ev
+}
+
+// room returns the free part of the current block, taking a new block
+// first when the current one has less than need bytes left.
+func (a *arena) room(need int) []byte {
+	if need > len(a.free) {
 		a.close()
 		a.cur = getBlock()
 		a.free = a.cur.buf
-		fallthrough
-	default:
-		dst = a.free[:0]
 	}
+	return a.free
+}
+
+// payload appends the Devo payload of rec into the current block (or a new
+// one) and returns it with no spare capacity, so no later append can write
+// over the next payload, and the block it is in, or nil when it got an
+// allocation of its own.
+func (a *arena) payload(rec *cloudtrail.Record, id string) (p []byte, blk *block, err error) {
+	need := len(rec.Raw) + len(id) + 24
+	if need > arenaMaxPart {
+		out, err := appendPayload(make([]byte, 0, need), rec, id)
+		return out[:len(out):len(out)], nil, err
+	}
+	dst := a.room(need)[:0]
 	out, err := appendPayload(dst, rec, id)
 	if err != nil {
 		return nil, nil, err
@@ -147,9 +164,22 @@ func (a *arena) payload(rec *cloudtrail.Record, id string) (p []byte, blk *block
 	n := len(out)
 	// When the payload came out longer than foreseen (a non-plain record
 	// can grow), append moved it out of the block, which stays intact.
-	if need <= arenaMaxPart && cap(out) == cap(dst) {
-		a.free = a.free[n:]
-		blk = a.cur
+	if cap(out) != cap(dst) {
+		return out[:n:n], nil, nil
 	}
-	return out[:n:n], blk, nil
+	a.free = a.free[n:]
+	return out[:n:n], a.cur, nil
+}
+
+// line copies a raw line into the current block (or a new one), with no
+// spare capacity, and returns it with its block; a line over arenaMaxPart
+// gets an allocation of its own (block nil).
+func (a *arena) line(p []byte) ([]byte, *block) {
+	if len(p) > arenaMaxPart {
+		return bytes.Clone(p), nil
+	}
+	n := copy(a.room(len(p)), p)
+	out := a.free[:n:n]
+	a.free = a.free[n:]
+	return out, a.cur
 }

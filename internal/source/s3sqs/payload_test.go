@@ -188,6 +188,11 @@ func TestArenaBlocksReusedAfterLastFate(t *testing.T) {
 	if !poisonFreed {
 		t.Fatal("TestMain should have set poisonFreed")
 	}
+	// Start from an empty free list: blocks other tests freed would be
+	// handed out first.
+	for len(freeBlocks) > 0 {
+		<-freeBlocks
+	}
 	const id = "1717161300.123456"
 	q1, q2 := pipeline.NewQueue(1<<20, 1<<30), pipeline.NewQueue(1<<20, 1<<30)
 	p := pipeline.New(slog.New(slog.DiscardHandler), pipeline.Options{},
