@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"syscall"
 	"testing"
@@ -11,13 +13,15 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/klauspost/compress/gzip"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/rsyslog"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/samples"
 )
 
 // 200 S3 objects of mixed kinds go through the S3+SQS services, the Devo
-// TLS output and a real rsyslog: exact counts per tag, every SQS message
+// TLS output and a real rsyslog: exact counts per tag, every payload exactly
+// as composed (so payload memory reused too early would show), every SQS message
 // deleted, the collector's own INFO lines delivered too, and SIGTERM drains
 // and exits 0.
 func TestS3SQSThroughDevoIntoRsyslog(t *testing.T) {
@@ -31,13 +35,15 @@ func TestS3SQSThroughDevoIntoRsyslog(t *testing.T) {
 	}
 
 	want := map[string]int{}
-	const acct = "000000000000" // fauxqs's GetCallerIdentity account
+	wantPayloads := map[string]int{} // every event's payload, as composed
+	const acct = "000000000000"      // fauxqs's GetCallerIdentity account
 	put := func(o samples.Object, queue, tag string) {
 		if _, err := e.s3.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String("e2e-logs"), Key: aws.String(o.Key), Body: strings.NewReader(string(o.Body))}); err != nil {
 			t.Fatal(err)
 		}
 		e.send(queues[queue], samples.S3Notification("e2e-logs", o.Key, len(o.Body)), "")
 		want[tag] += o.Events
+		addPayloads(t, wantPayloads, o)
 	}
 	for i := 0; i < 200; i++ {
 		switch i % 7 {
@@ -109,6 +115,7 @@ func TestS3SQSThroughDevoIntoRsyslog(t *testing.T) {
 	terminate(t, p)
 
 	msgs := rs.Messages()
+	checkPayloads(t, wantPayloads, dataMessages(msgs))
 	got := countTags(dataMessages(msgs))
 	for tag, n := range want {
 		if got[tag] != n {
@@ -234,6 +241,75 @@ func TestRejectedCertificateExitsNonZero(t *testing.T) {
 	for _, want := range []string{"OutputConnectionError(1)", "Client certificate rejected", e.cert.RogueCert} {
 		if !strings.Contains(log, want) {
 			t.Errorf("log does not contain %q", want)
+		}
+	}
+}
+
+// addPayloads adds the payloads the collector should send for o: each
+// CloudTrail record compacted, or each data line of a text format (VPC Flow
+// and CloudFront headers are not events).
+func addPayloads(t *testing.T, m map[string]int, o samples.Object) {
+	t.Helper()
+	zr, err := gzip.NewReader(bytes.NewReader(o.Body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(o.Key, "/CloudTrail/") {
+		var doc struct{ Records []json.RawMessage }
+		if err := json.Unmarshal(text, &doc); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range doc.Records {
+			var b bytes.Buffer
+			if err := json.Compact(&b, r); err != nil {
+				t.Fatal(err)
+			}
+			m[b.String()]++
+		}
+		return
+	}
+	for i, line := range strings.Split(strings.TrimSuffix(string(text), "\n"), "\n") {
+		if strings.HasPrefix(line, "#") || (i == 0 && strings.HasPrefix(line, "version ")) {
+			continue
+		}
+		m[line]++
+	}
+}
+
+// checkPayloads compares the payloads received with those composed, as
+// multisets; a CloudTrail payload is compared without its
+// "@devo_pulling_id" member, which must be its last.
+func checkPayloads(t *testing.T, want map[string]int, msgs []rsyslog.Message) {
+	t.Helper()
+	const pid = `,"@devo_pulling_id":"`
+	got := map[string]int{}
+	for _, m := range msgs {
+		p := m.Payload()
+		if strings.HasPrefix(m.Tag, "cloud.aws.cloudtrail.") {
+			i := strings.LastIndex(p, pid)
+			if i < 0 || !strings.HasSuffix(p, `"}`) || strings.ContainsAny(p[i+len(pid):len(p)-2], `"\,}`) {
+				t.Errorf("CloudTrail payload without a final pulling id: %.200q", p)
+				continue
+			}
+			p = p[:i] + "}"
+		}
+		got[p]++
+	}
+	bad := 0
+	for p, n := range got {
+		if want[p] != n && bad < 5 {
+			bad++
+			t.Errorf("payload received %d times, composed %d times: %.200q", n, want[p], p)
+		}
+	}
+	for p, n := range want {
+		if got[p] == 0 && bad < 10 {
+			bad++
+			t.Errorf("payload composed %d times, never received: %.200q", n, p)
 		}
 	}
 }
