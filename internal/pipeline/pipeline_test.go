@@ -479,3 +479,42 @@ func TestQueueClosedSignalsAndBounds(t *testing.T) {
 		t.Fatal("Closed not signalled")
 	}
 }
+
+// TestQueueWait: Wait returns once an event is queued without taking it,
+// ErrClosed on a closed empty queue, and ctx's error when ctx ends first.
+func TestQueueWait(t *testing.T) {
+	q := NewQueue(10, 1<<20)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := q.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait on an empty queue = %v, want the deadline", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- q.Wait(context.Background()) }()
+	time.Sleep(20 * time.Millisecond)
+	if err := q.Put(context.Background(), NewEvent(nil, "t", time.Time{}, []byte("x"))); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Wait = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Wait did not return when an event was queued")
+	}
+	if n, _ := q.Depth(); n != 1 {
+		t.Fatalf("Wait took the event: depth %d", n)
+	}
+	if err := q.Wait(context.Background()); err != nil {
+		t.Fatalf("Wait with an event queued = %v", err)
+	}
+	q.Close()
+	if err := q.Wait(context.Background()); err != nil {
+		t.Fatalf("Wait on a closed queue that still holds an event = %v", err)
+	}
+	q.TryGet(nil, 10)
+	if err := q.Wait(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Wait on a closed empty queue = %v, want ErrClosed", err)
+	}
+}

@@ -128,6 +128,30 @@ func (q *Queue) Get(ctx context.Context, dst []*Event, max int) ([]*Event, error
 	}
 }
 
+// Wait blocks until the queue holds an event, without taking it. It returns
+// ErrClosed when the queue is closed and empty, and ctx.Err() if ctx ends
+// first. A taker that decides not to take after Wait leaves the events for
+// the next Get or TryGet.
+func (q *Queue) Wait(ctx context.Context) error {
+	for {
+		q.mu.Lock()
+		n, closed := q.len(), q.closed
+		q.mu.Unlock()
+		if n > 0 {
+			return nil
+		}
+		if closed {
+			return ErrClosed
+		}
+		select {
+		case <-q.data:
+		case <-q.closedCh:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
 // TryGet is Get without waiting: it returns what is there now, possibly
 // nothing.
 func (q *Queue) TryGet(dst []*Event, max int) []*Event {

@@ -37,8 +37,14 @@ type Sender struct {
 	pool    pool
 	sampler sampler
 
+	// replayMu orders three things: taking from the queue, spooling from it
+	// while the output is down, and a spool replay starting or ending. The
+	// spool only ever holds events older than anything queued, so while a
+	// replay runs nothing is taken from the queue.
+	replayMu   sync.Mutex
 	replaying  atomic.Bool
-	replayDone chan struct{}
+	replayDone chan struct{} // closed when the current replay ends (replayMu)
+	replays    sync.WaitGroup
 
 	everHealthy atomic.Bool // some connection passed the start-up probe
 	up          atomic.Int32
@@ -69,7 +75,6 @@ func New(opts Options) (*Sender, error) {
 	s := &Sender{
 		opts:       opts,
 		enc:        wire.NewEncoder(opts.Format, opts.Hostname),
-		replayDone: make(chan struct{}),
 		downNotify: make(chan struct{}, 1),
 		stopBg:     make(chan struct{}),
 		lastAt:     time.Now(),
@@ -168,14 +173,9 @@ func (s *Sender) Run(ctx context.Context, in *pipeline.Queue) error {
 
 	var aux sync.WaitGroup
 	if s.opts.Spool != nil && s.opts.Spool.Len() > 0 {
-		s.replaying.Store(true)
-		aux.Add(1)
-		go func() {
-			defer aux.Done()
-			s.replay(runCtx)
-		}()
-	} else {
-		close(s.replayDone)
+		s.replayMu.Lock()
+		s.startReplayLocked(runCtx)
+		s.replayMu.Unlock()
 	}
 	if s.opts.Spool != nil {
 		aux.Add(1)
@@ -207,6 +207,7 @@ func (s *Sender) Run(ctx context.Context, in *pipeline.Queue) error {
 	wg.Wait()
 	cancel()
 	aux.Wait()
+	s.replays.Wait()
 	close(s.stopBg)
 	s.bg.Wait()
 	s.finish(in)
@@ -252,42 +253,93 @@ func (s *Sender) finish(in *pipeline.Queue) {
 	}
 }
 
-// replay sends the spool's events before anything from the queue. A chunk
-// is removed from the spool only when every event of it was delivered.
-func (s *Sender) replay(ctx context.Context) {
-	defer func() {
-		s.replaying.Store(false)
-		close(s.replayDone)
-	}()
-	n := s.opts.Spool.Len()
-	s.log.Info("replaying spooled events", "events", n)
-	err := s.opts.Spool.Replay(ctx, func(evs []*pipeline.Event) error {
-		if len(evs) == 0 {
-			return nil
-		}
-		rc := &replayChunk{done: make(chan struct{})}
-		rc.left.Store(int64(len(evs)))
-		items := make([]item, len(evs))
-		for i, ev := range evs {
-			items[i] = item{ev: ev, rc: rc}
-		}
-		s.pool.push(items)
-		select {
-		case <-rc.done:
-			if f := rc.failed.Load(); f > 0 {
-				return fmt.Errorf("%d replayed events not delivered", f)
-			}
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	})
-	if err != nil && ctx.Err() == nil {
-		s.log.Error("spool replay failed; the rest stays spooled", "err", err)
+// closedChan is returned for "no replay runs": it never blocks.
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// startReplayLocked starts sending the spool (with replayMu held) unless a
+// replay already runs. From now on nothing is taken from the queue until the
+// spool is empty: its events are older than anything queued.
+func (s *Sender) startReplayLocked(ctx context.Context) {
+	if s.replaying.Load() {
 		return
 	}
-	if err == nil {
-		s.log.Info("spool replay done", "events", n)
+	s.replaying.Store(true)
+	s.replayDone = make(chan struct{})
+	s.replays.Add(1)
+	go s.replay(ctx)
+}
+
+// replayChan is closed when the current replay ends; it is closed already
+// when none runs.
+func (s *Sender) replayChan() <-chan struct{} {
+	s.replayMu.Lock()
+	defer s.replayMu.Unlock()
+	if !s.replaying.Load() {
+		return closedChan
+	}
+	return s.replayDone
+}
+
+// takeQueue takes up to max events from in, or nothing while a replay runs.
+func (s *Sender) takeQueue(in *pipeline.Queue, dst []*pipeline.Event, max int) []*pipeline.Event {
+	s.replayMu.Lock()
+	defer s.replayMu.Unlock()
+	if s.replaying.Load() {
+		return dst[:0]
+	}
+	return in.TryGet(dst, max)
+}
+
+// replay sends the spool's events before anything from the queue: at start,
+// and during the run once events were spooled while the output was down. A
+// chunk is removed from the spool only when every event of it was
+// delivered. Events spooled meanwhile are sent by another pass; the replay
+// ends when the spool is empty, or on an error (the rest stays spooled; a
+// later replay starts once the output is up).
+func (s *Sender) replay(ctx context.Context) {
+	defer s.replays.Done()
+	total := int64(0)
+	var err error
+	for {
+		n := s.opts.Spool.Len()
+		s.log.Info("replaying spooled events", "events", n)
+		err = s.opts.Spool.Replay(ctx, func(evs []*pipeline.Event) error {
+			if len(evs) == 0 {
+				return nil
+			}
+			rc := &replayChunk{done: make(chan struct{})}
+			rc.left.Store(int64(len(evs)))
+			items := make([]item, len(evs))
+			for i, ev := range evs {
+				items[i] = item{ev: ev, rc: rc}
+			}
+			s.pool.push(items)
+			select {
+			case <-rc.done:
+				if f := rc.failed.Load(); f > 0 {
+					return fmt.Errorf("%d replayed events not delivered", f)
+				}
+				total += int64(len(evs))
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+		s.replayMu.Lock()
+		if err == nil && ctx.Err() == nil && s.opts.Spool.Len() > 0 {
+			s.replayMu.Unlock()
+			continue // spooled while this pass ran
+		}
+		s.replaying.Store(false)
+		close(s.replayDone)
+		s.replayMu.Unlock()
+		break
+	}
+	switch {
+	case err != nil && ctx.Err() == nil:
+		s.log.Error("spool replay failed; the rest stays spooled", "err", err)
+	case err == nil:
+		s.log.Info("spool replay done", "events", total)
 	}
 }
 
@@ -326,6 +378,12 @@ func (s *Sender) spoolWhileDown(ctx context.Context, in *pipeline.Queue, stop co
 			stop()
 			return
 		}
+		if !s.down() && !shutdown && !s.replaying.Load() && s.opts.Spool.Len() > 0 {
+			// A replay that failed left events behind: send them now.
+			s.replayMu.Lock()
+			s.startReplayLocked(ctx)
+			s.replayMu.Unlock()
+		}
 		if !s.down() || !s.queueFull(in) {
 			fullSince = time.Time{}
 			continue
@@ -338,11 +396,14 @@ func (s *Sender) spoolWhileDown(ctx context.Context, in *pipeline.Queue, stop co
 		}
 		total := 0
 		for s.down() && s.queueAbove(in, 0.5) && ctx.Err() == nil {
+			s.replayMu.Lock()
 			buf = in.TryGet(buf, 1024)
 			if len(buf) == 0 {
+				s.replayMu.Unlock()
 				break
 			}
 			if err := s.opts.Spool.Append(buf); err != nil {
+				s.replayMu.Unlock()
 				s.log.Error("spool events while the output is down failed", "events", len(buf), "err", err)
 				items := make([]item, len(buf))
 				for i, ev := range buf {
@@ -351,6 +412,10 @@ func (s *Sender) spoolWhileDown(ctx context.Context, in *pipeline.Queue, stop co
 				s.pool.push(items)
 				break
 			}
+			// They go out before anything still queued, once the output
+			// is back.
+			s.startReplayLocked(ctx)
+			s.replayMu.Unlock()
 			for _, ev := range buf {
 				in.Settle(ev, pipeline.Delivered)
 			}

@@ -2,6 +2,7 @@ package devo
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -74,4 +75,89 @@ func TestRealSpoolAcrossRestart(t *testing.T) {
 	if sp.Len() != 0 {
 		t.Fatalf("%d events left in the spool after replay", sp.Len())
 	}
+}
+
+// TestSpoolDrainsAfterOutage: events spooled while the receiver is down go
+// out as soon as it is back, without a restart, before anything queued
+// after them: over one connection every event first arrives in the order it
+// was emitted, and the spool ends empty.
+func TestSpoolDrainsAfterOutage(t *testing.T) {
+	c := certs.New(t)
+	srv := rsyslog.Start(t, rsyslog.Options{Certs: c})
+	sp, err := spool.Open(t.TempDir(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close() })
+	o := testOpts(srv.TLSPort, c)
+	o.Spool = sp
+	o.SpoolAfter = 300 * time.Millisecond
+	o.BatchSize = 10
+	s, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, s, 40) // a small queue fills at once during the outage
+	h.start(context.Background())
+	ctx := context.Background()
+	seq := 0
+	emit := func(n int) {
+		for range n {
+			h.emit(ctx, [2]string{testTags[0], fmt.Sprintf(`{"seq":%d}`, seq)})
+			seq++
+		}
+	}
+	emit(50)
+	srv.WaitMessages(50, 30*time.Second)
+	// Past the start-up probe: a server closing a connection before any
+	// was healthy counts as a rejected client certificate.
+	time.Sleep(2 * o.ProbeTimeout)
+	srv.Stop()
+	emitted := make(chan struct{})
+	go func() { emit(300); close(emitted) }() // blocks until spooling frees the queue
+	select {
+	case <-emitted:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("sources blocked during the outage; %d spooled", sp.Len())
+	}
+	if sp.Len() == 0 {
+		t.Fatal("nothing was spooled during the outage")
+	}
+	srv.Start()
+	emit(50) // queued after the spooled ones
+	total := seq
+	first := map[int]int{} // seq → index of its first arrival
+	var order []int
+	deadline := time.Now().Add(60 * time.Second)
+	for len(first) < total && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		clear(first)
+		order = order[:0]
+		for _, m := range srv.Messages() {
+			var v struct{ Seq int }
+			if err := json.Unmarshal([]byte(m.Payload()), &v); err != nil {
+				t.Fatalf("payload %q: %v", m.Payload(), err)
+			}
+			if _, ok := first[v.Seq]; !ok {
+				first[v.Seq] = len(order)
+				order = append(order, v.Seq)
+			}
+		}
+	}
+	if len(first) < total {
+		t.Fatalf("%d of %d events arrived without a restart; %d still spooled", len(first), total, sp.Len())
+	}
+	for i := 1; i < len(order); i++ {
+		if order[i] < order[i-1] {
+			t.Fatalf("event %d first arrived after event %d: spooled and queued events out of order", order[i-1], order[i])
+		}
+	}
+	if !waitFor(10*time.Second, func() bool { return sp.Len() == 0 }) {
+		t.Fatalf("spool still holds %d events after they were all delivered", sp.Len())
+	}
+	if err := h.finish(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	h.wantSettled(int64(total))
+	t.Logf("%d events, %d spooled during the outage, %d messages at the receiver", total, s.Stats().Spooled, len(srv.Messages()))
 }

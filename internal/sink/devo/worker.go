@@ -124,10 +124,7 @@ func (w *worker) run(ctx context.Context) (err error) {
 // until something arrives, a deadline of the connection passes, the
 // connection dies or ctx ends.
 func (w *worker) take(block bool, ctx context.Context) {
-	var err error
-	if !block {
-		w.evs = w.in.TryGet(w.evs, w.s.opts.BatchSize)
-	} else {
+	if block {
 		wctx := ctx
 		if w.c != nil {
 			wctx = w.c.dead
@@ -137,11 +134,14 @@ func (w *worker) take(block bool, ctx context.Context) {
 			wctx, cancel = context.WithDeadline(wctx, d)
 			defer cancel()
 		}
-		w.evs, err = w.in.Get(wctx, w.evs, w.s.opts.BatchSize)
-		if errors.Is(err, pipeline.ErrClosed) {
-			w.closed = true
+		if err := w.in.Wait(wctx); err != nil {
+			if errors.Is(err, pipeline.ErrClosed) {
+				w.closed = true
+			}
+			return
 		}
 	}
+	w.evs = w.s.takeQueue(w.in, w.evs, w.s.opts.BatchSize)
 	if len(w.evs) == 0 {
 		return
 	}
@@ -189,7 +189,7 @@ func (w *worker) wait(ctx context.Context) {
 	}
 	var replayDone <-chan struct{}
 	if w.s.replaying.Load() {
-		replayDone = w.s.replayDone
+		replayDone = w.s.replayChan()
 	}
 	var timer <-chan time.Time
 	if d, ok := w.nextDeadline(); ok {
