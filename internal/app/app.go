@@ -80,6 +80,9 @@ func Run(stop context.Context, cfg *config.Config, stdout, stderr io.Writer) err
 	defer stopBackground()
 	go stats.LogMemory(bg, log, stats.DefaultMemoryPeriod)
 	logSenderStats(bg, outs, cfg.Globals.SenderStatsPeriod, log)
+	if cfg.Globals.QueueGenerateMetrics {
+		go logQueueMetrics(bg, outs, cfg.Globals.SenderStatsPeriod, log)
+	}
 	pouts := make([]*pipeline.Output, len(outs))
 	for i, o := range outs {
 		pouts[i] = o.Output
@@ -99,6 +102,9 @@ func Run(stop context.Context, cfg *config.Config, stdout, stderr io.Writer) err
 		},
 	}, pouts, units)
 	log.Info("collector started", "outputs", len(outs), "units", len(units))
+	if cfg.Globals.GenerateCollectorDetails {
+		logCollectorDetails(log, cfg, outs, units)
+	}
 	err = p.Run(stop, context.Background())
 	if err != nil {
 		log.Error("collector stopped with an error", "err", err)

@@ -12,6 +12,7 @@ import (
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/stats"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/syncbuf"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/wire"
 )
 
@@ -60,5 +61,49 @@ func TestEverySQSServiceKindHasASource(t *testing.T) {
 		if builders[k] == nil {
 			t.Errorf("no builder for %s", k)
 		}
+	}
+}
+
+// TestCollectorDetailsAndQueueMetrics: generate_collector_details gives one
+// start-up record naming the outputs, and queue_generate_metrics a record
+// per output every period; both reach the log and, as internal messages,
+// the outputs. Off (the default), neither appears.
+func TestCollectorDetailsAndQueueMetrics(t *testing.T) {
+	run := func(on bool) (stdout, stderr string) {
+		cfg := &config.Config{
+			Path: "config.yaml",
+			Globals: config.Globals{Name: "details_test", ID: "42", PersistenceDir: t.TempDir(),
+				QueueMaxMessages: 100, QueueMaxBytes: 1 << 20, SenderStatsPeriod: 100 * time.Millisecond,
+				QueueGenerateMetrics: on, GenerateCollectorDetails: on},
+			Outputs: []*config.Output{{Name: "con", Type: config.OutputConsole, Format: "devo_line"}},
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+		defer cancel()
+		var out, log syncbuf.Buffer
+		if err := Run(ctx, cfg, &out, &log); err != nil {
+			t.Fatalf("Run: %v\n%s", err, log.String())
+		}
+		return out.String(), log.String()
+	}
+	stdout, stderr := run(true)
+	for _, want := range []string{`msg="collector details"`, `collector_id=42`, `outputs="[con (console)]"`, `persistence=`} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("log lacks %s:\n%s", want, stderr)
+		}
+	}
+	if n := strings.Count(stderr, `msg="queue metrics" output=con queued_messages=`); n < 2 {
+		t.Errorf("%d queue metrics records in 700 ms with a 100 ms period, want several:\n%s", n, stderr)
+	}
+	if !strings.Contains(stderr, "max_messages=100 max_bytes=1048576") {
+		t.Errorf("queue metrics lack the bounds:\n%s", stderr)
+	}
+	for _, want := range []string{`devo.collectors.out.local.info: {"msg":"collector details collector_id=42 `, `devo.collectors.out.local.info: {"msg":"queue metrics output=con `} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("console output lacks %s:\n%s", want, stdout)
+		}
+	}
+	_, stderr = run(false)
+	if strings.Contains(stderr, "collector details") || strings.Contains(stderr, "queue metrics") {
+		t.Errorf("records while both keys are off:\n%s", stderr)
 	}
 }
