@@ -241,8 +241,25 @@ func encodeRecords(evs []*pipeline.Event) [][]byte {
 // inspection, no longer counted) and Replay returns an error naming the file
 // and the record; a later Replay continues after it.
 func (s *Spool) Replay(ctx context.Context, fn func([]*pipeline.Event) error) error {
+	return s.ReplayWindow(ctx, 1, 0, func(evs []*pipeline.Event) func() error {
+		err := fn(evs)
+		return func() error { return err }
+	})
+}
+
+// ReplayWindow is Replay with several chunks in flight: send starts sending
+// a chunk and returns a wait function that blocks until its fate is known
+// (nil: delivered). A new chunk is read while fewer than window chunks, and
+// less than maxBytes of stored bytes (0: no byte bound), are in flight;
+// otherwise the oldest is waited for first. Chunks are removed strictly in order, each
+// once its own wait and every earlier one returned nil; the first error
+// stops the replay after the chunks already sent have been waited for (the
+// delivered ones before it are removed), and everything from the failed
+// chunk on stays stored. send may keep the slice and its events.
+func (s *Spool) ReplayWindow(ctx context.Context, window int, maxBytes int64, send func([]*pipeline.Event) (wait func() error)) error {
 	s.replay.Lock()
 	defer s.replay.Unlock()
+	window = max(window, 1)
 	var last uint64
 	if err := s.db.View(func(tx *bolt.Tx) error {
 		last = tx.Bucket(eventsBucket).Sequence()
@@ -250,39 +267,80 @@ func (s *Spool) Replay(ctx context.Context, fn func([]*pipeline.Event) error) er
 	}); err != nil {
 		return fmt.Errorf("replay spool %s: %w", s.path, err)
 	}
-	var evs []*pipeline.Event
-	var keys [][]byte
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		var size int64
-		var err error
-		evs, keys, size, err = s.readChunk(evs[:0], keys[:0], last)
-		if err != nil {
-			return err
-		}
-		if len(keys) == 0 {
+	type sent struct {
+		keys   [][]byte
+		events int64
+		size   int64
+		wait   func() error
+	}
+	var (
+		inflight []sent
+		bytes    int64
+		failed   error
+		next     uint64 // the first key not handed out yet
+	)
+	// settleOldest waits for the oldest chunk in flight and removes it if
+	// it and everything before it were delivered.
+	settleOldest := func() error {
+		c := inflight[0]
+		inflight = inflight[1:]
+		bytes -= c.size
+		if err := c.wait(); err != nil {
+			if failed == nil {
+				failed = fmt.Errorf("replay spool %s: %w", s.path, err)
+			}
 			return nil
 		}
-		if err := fn(evs); err != nil {
-			return fmt.Errorf("replay spool %s: %w", s.path, err)
+		if failed != nil {
+			return nil
 		}
-		if err := s.remove(keys, int64(len(evs)), size, nil); err != nil {
-			return err
+		return s.remove(c.keys, c.events, c.size, nil)
+	}
+	drain := func(err error) error {
+		for len(inflight) > 0 {
+			if rerr := settleOldest(); rerr != nil && err == nil {
+				err = rerr
+			}
 		}
-		clear(evs)
+		if err == nil {
+			err = failed
+		}
+		return err
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return drain(err)
+		}
+		for len(inflight) > 0 && (len(inflight) >= window || (maxBytes > 0 && bytes >= maxBytes) || failed != nil) {
+			if err := settleOldest(); err != nil {
+				return drain(err)
+			}
+		}
+		if failed != nil {
+			return drain(nil)
+		}
+		evs, keys, size, err := s.readChunk(nil, nil, next, last)
+		if err != nil {
+			return drain(err)
+		}
+		if len(keys) == 0 {
+			return drain(nil)
+		}
+		next = binary.BigEndian.Uint64(keys[len(keys)-1]) + 1
+		inflight = append(inflight, sent{keys: keys, events: int64(len(evs)), size: size, wait: send(evs)})
+		bytes += size
 	}
 }
 
-// readChunk decodes the oldest records with keys up to last, within the
-// chunk bounds (at least one record). size is the records' stored bytes.
-func (s *Spool) readChunk(evs []*pipeline.Event, keys [][]byte, last uint64) (_ []*pipeline.Event, _ [][]byte, size int64, err error) {
+// readChunk decodes the oldest records with keys from first up to last,
+// within the chunk bounds (at least one record). size is the records' stored
+// bytes.
+func (s *Spool) readChunk(evs []*pipeline.Event, keys [][]byte, first, last uint64) (_ []*pipeline.Event, _ [][]byte, size int64, err error) {
 	var badKey []byte
 	var badErr error
 	err = s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(eventsBucket).Cursor()
-		for k, v := c.First(); k != nil && binary.BigEndian.Uint64(k) <= last; k, v = c.Next() {
+		for k, v := c.Seek(seqKey(first)); k != nil && binary.BigEndian.Uint64(k) <= last; k, v = c.Next() {
 			if len(keys) > 0 && (len(evs) >= chunkMaxEvents || size+int64(len(v)) > chunkMaxBytes) {
 				return nil
 			}

@@ -441,3 +441,66 @@ func helperWriter(dir, nextStr string) int {
 		}
 	}
 }
+
+// TestReplayWindow: up to window chunks are handed out before the oldest is
+// waited for; chunks are removed in order as they are delivered; a failed
+// chunk stops the replay, the delivered chunks before it are removed, and
+// it and everything after it (already sent or not) stay for the next
+// replay, which sends them in order.
+func TestReplayWindow(t *testing.T) {
+	s := open(t, t.TempDir(), 0)
+	const n = 5500 // six chunks of at most chunkMaxEvents
+	for i := 0; i < n; i += 500 {
+		if err := s.Append(numbered(i, i+500)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var (
+		sent     [][]string
+		maxAhead int
+		waited   int
+	)
+	const window = 3
+	err := s.ReplayWindow(context.Background(), window, 0, func(evs []*pipeline.Event) func() error {
+		var p []string
+		for _, e := range evs {
+			p = append(p, string(e.Payload))
+		}
+		sent = append(sent, p)
+		maxAhead = max(maxAhead, len(sent)-waited)
+		k := len(sent) - 1
+		return func() error {
+			waited++
+			if k == 3 {
+				return errors.New("chunk 3 not delivered")
+			}
+			return nil
+		}
+	})
+	if err == nil || !strings.Contains(err.Error(), "chunk 3 not delivered") {
+		t.Fatalf("ReplayWindow = %v, want chunk 3's error", err)
+	}
+	if maxAhead != window {
+		t.Fatalf("at most %d chunks were in flight, want %d", maxAhead, window)
+	}
+	if len(sent) < 4 || waited != len(sent) {
+		t.Fatalf("%d chunks sent, %d waited for: every chunk sent must be waited for", len(sent), waited)
+	}
+	var before []string
+	for _, c := range sent[:3] {
+		before = append(before, c...)
+	}
+	if want := seq(0, len(before)); strings.Join(before, ",") != strings.Join(want, ",") {
+		t.Fatalf("the first three chunks hold %d events out of order", len(before))
+	}
+	if s.Len() != int64(n-len(before)) {
+		t.Fatalf("spool holds %d events after the failure, want %d (only chunks 0-2 removed)", s.Len(), n-len(before))
+	}
+	rest := drain(t, s)
+	if strings.Join(rest, ",") != strings.Join(seq(len(before), n), ",") {
+		t.Fatalf("the next replay sent %d events, want %d in order from %d", len(rest), n-len(before), len(before))
+	}
+	if s.Len() != 0 {
+		t.Fatalf("spool holds %d events after a full replay", s.Len())
+	}
+}

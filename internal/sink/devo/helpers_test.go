@@ -144,7 +144,9 @@ func (m *memSpool) Append(evs []*pipeline.Event) error {
 	return nil
 }
 
-func (m *memSpool) Replay(ctx context.Context, fn func([]*pipeline.Event) error) error {
+// ReplayWindow sends one chunk of up to 100 events at a time (the real
+// spool's window is tested in internal/spool and with the real spool here).
+func (m *memSpool) ReplayWindow(ctx context.Context, _ int, _ int64, send func([]*pipeline.Event) func() error) error {
 	for {
 		m.mu.Lock()
 		n := min(100, len(m.evs))
@@ -153,7 +155,7 @@ func (m *memSpool) Replay(ctx context.Context, fn func([]*pipeline.Event) error)
 		if n == 0 {
 			return nil
 		}
-		if err := fn(chunk); err != nil {
+		if err := send(chunk)(); err != nil {
 			return err
 		}
 		m.mu.Lock()

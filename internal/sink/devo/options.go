@@ -143,10 +143,12 @@ type Spool interface {
 	// Append stores evs durably: when it returns nil they are fsync'd, and
 	// the output reports them Delivered. It may be called while Replay runs.
 	Append(evs []*pipeline.Event) error
-	// Replay hands the stored events to fn, oldest first, in chunks. A chunk
-	// for which fn returns nil is removed; an error from fn stops the replay
-	// and keeps that chunk and the rest. Replay returns fn's error or its own.
-	Replay(ctx context.Context, fn func([]*pipeline.Event) error) error
+	// ReplayWindow hands the stored events to send, oldest first, in
+	// chunks, with up to window chunks (and about maxBytes) in flight. send
+	// returns a wait function for the chunk's fate. Chunks are removed in
+	// order as they are delivered; the first failure stops the replay and
+	// keeps that chunk and the rest. It returns the failure or its own error.
+	ReplayWindow(ctx context.Context, window int, maxBytes int64, send func([]*pipeline.Event) (wait func() error)) error
 	// Len is the number of stored events.
 	Len() int64
 }

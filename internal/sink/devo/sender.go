@@ -253,6 +253,15 @@ func (s *Sender) finish(in *pipeline.Queue) {
 	}
 }
 
+// A replay keeps up to replayWindow spool chunks (of at most 1,000 events
+// or 4 MiB each) in flight, and reads no new one past replayMaxBytes:
+// each chunk waits ack_settle after its last write, so one chunk at a time
+// would replay about a chunk per second.
+const (
+	replayWindow   = 32
+	replayMaxBytes = 64 << 20
+)
+
 // closedChan is returned for "no replay runs": it never blocks.
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
@@ -303,9 +312,9 @@ func (s *Sender) replay(ctx context.Context) {
 	for {
 		n := s.opts.Spool.Len()
 		s.log.Info("replaying spooled events", "events", n)
-		err = s.opts.Spool.Replay(ctx, func(evs []*pipeline.Event) error {
+		err = s.opts.Spool.ReplayWindow(ctx, replayWindow, replayMaxBytes, func(evs []*pipeline.Event) func() error {
 			if len(evs) == 0 {
-				return nil
+				return func() error { return nil }
 			}
 			rc := &replayChunk{done: make(chan struct{})}
 			rc.left.Store(int64(len(evs)))
@@ -314,15 +323,17 @@ func (s *Sender) replay(ctx context.Context) {
 				items[i] = item{ev: ev, rc: rc}
 			}
 			s.pool.push(items)
-			select {
-			case <-rc.done:
-				if f := rc.failed.Load(); f > 0 {
-					return fmt.Errorf("%d replayed events not delivered", f)
+			return func() error {
+				select {
+				case <-rc.done:
+					if f := rc.failed.Load(); f > 0 {
+						return fmt.Errorf("%d replayed events not delivered", f)
+					}
+					total += int64(len(evs))
+					return nil
+				case <-ctx.Done():
+					return ctx.Err()
 				}
-				total += int64(len(evs))
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
 			}
 		})
 		s.replayMu.Lock()
