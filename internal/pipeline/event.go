@@ -111,6 +111,9 @@ func (e *Event) Init(b *Batch, tag string, t time.Time, payload []byte) {
 func (e *Event) Size() int64 { return int64(len(e.Payload) + len(e.Tag) + 64) }
 
 func (e *Event) settle(f Fate) {
+	// Everything settle needs of e is read before its last output's release
+	// below, which may hand memory the event points into to a new owner.
+	b := e.batch
 	if f != Delivered {
 		e.bad.Store(true)
 	}
@@ -131,8 +134,8 @@ func (e *Event) settle(f Fate) {
 		e.ref = nil
 		ref.Release()
 	}
-	if e.batch != nil {
-		e.batch.settle(f)
+	if b != nil {
+		b.settle(f)
 	}
 }
 
