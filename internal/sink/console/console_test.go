@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/poison"
 )
 
 // recWriter records each Write call separately.
@@ -215,6 +216,7 @@ func (s *eventSource) Run(ctx context.Context, out pipeline.Emitter) error {
 		})
 		for j := range s.k {
 			ev := pipeline.NewEvent(b, fmt.Sprintf("cloud.aws.test.%d", i), t0, []byte(fmt.Sprintf(`{"i":%d,"j":%d}`, i, j)))
+			poison.AfterFate(ev) // a read after settling would print '#'s
 			if err := out.Emit(ctx, ev); err != nil {
 				b.Close()
 				return nil

@@ -12,6 +12,7 @@ import (
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/certs"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/poison"
 )
 
 var testLog = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -84,15 +85,7 @@ func (h *harness) emit(ctx context.Context, evs ...[2]string) {
 	})
 	for _, e := range evs {
 		ev := pipeline.NewEvent(b, e[0], time.Now(), []byte(e[1]))
-		ref := new(pipeline.Ref)
-		payload := ev.Payload
-		ref.Init(func() {
-			for i := range payload {
-				payload[i] = '#'
-			}
-		})
-		ev.Share(ref)
-		ref.Release()
+		poison.AfterFate(ev)
 		if err := h.p.Emit(ctx, ev); err != nil {
 			h.t.Errorf("emit: %v", err)
 		}
