@@ -22,8 +22,9 @@ import (
 // around it (start-up check, statistics, files to close).
 type output struct {
 	*pipeline.Output
-	sender *devo.Sender // nil for console outputs
-	spool  *spool.Spool
+	sender  *devo.Sender // nil for console outputs
+	spool   *spool.Spool
+	journal *spool.Spool // write_ahead: the write-ahead journal
 }
 
 // buildOutputs makes one sink and one bounded queue per configured output.
@@ -50,9 +51,18 @@ func buildOutputs(cfg *config.Config, reg *stats.Registry, log *slog.Logger, std
 				return fail(fmt.Errorf("output %s: %w", o.Name, err))
 			}
 			out.spool = sp
-			s, err := devo.New(senderOptions(cfg, o, q, sp, olog))
+			opts := senderOptions(cfg, o, q, sp, olog)
+			if o.WriteAhead {
+				j, err := spool.Open(filepath.Join(cfg.Globals.PersistenceDir, "journal", o.Name), o.SpoolMaxBytes)
+				if err != nil {
+					sp.Close()
+					return fail(fmt.Errorf("output %s: write-ahead journal: %w", o.Name, err))
+				}
+				out.journal, opts.Journal = j, j
+			}
+			s, err := devo.New(opts)
 			if err != nil {
-				sp.Close()
+				closeOutputs([]*output{out})
 				return fail(fmt.Errorf("output %s: %w", o.Name, err))
 			}
 			out.Sink, out.sender = s, s
@@ -70,6 +80,9 @@ func closeOutputs(outs []*output) {
 	for _, o := range outs {
 		if o.spool != nil {
 			o.spool.Close()
+		}
+		if o.journal != nil {
+			o.journal.Close()
 		}
 	}
 }

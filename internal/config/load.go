@@ -328,7 +328,7 @@ var networkKeys = []string{"address", "url", "location", "port", "type", "chain"
 	"concurrent_connections", "connecting_retries", "connecting_initial_wait_in_seconds", "connecting_max_wait_in_seconds",
 	"sending_timeout", "sending_retries", "sending_initial_wait_in_seconds", "sending_max_wait_in_seconds",
 	"sending_wait_between_retries_in_seconds", "check_hostname", "hostname", "handshake_probe_timeout", "ack_settle",
-	"inactivity_timeout", "max_connection_age", "spool_max_size_in_mb"}
+	"inactivity_timeout", "max_connection_age", "spool_max_size_in_mb", "write_ahead"}
 
 func (d *decoder) outputs(root *value) {
 	outs, ok := root.get("outputs")
@@ -463,6 +463,7 @@ func (d *decoder) output(name string, v *value) *Output {
 	o.InactivityTimeout = d.duration(cfg, "inactivity_timeout", cp, 30*time.Second)
 	o.MaxConnectionAge = d.duration(cfg, "max_connection_age", cp, time.Hour)
 	o.SpoolMaxBytes = int64(d.integer(cfg, "spool_max_size_in_mb", cp, 1024, 0, math.MaxInt32)) << 20
+	o.WriteAhead = d.boolean(cfg, "write_ahead", cp, false)
 	return o
 }
 

@@ -250,3 +250,23 @@ func TestRuntimeError(t *testing.T) {
 	}()
 	RuntimeError("A34")
 }
+
+// TestWriteAheadKey: the output extension key write_ahead is read (default
+// false) and a value that is not a boolean is a typed error at its path.
+func TestWriteAheadKey(t *testing.T) {
+	c, errs := load(t, "config.yaml", withOutputs("{r: {type: relay, config: {address: h, port: 13000, type: TCP, write_ahead: true}}}"))
+	if len(errs) != 0 {
+		t.Fatalf("errors: %v", errs)
+	}
+	if len(c.Outputs) != 1 || !c.Outputs[0].WriteAhead {
+		t.Fatalf("write_ahead: true not read: %+v", c.Outputs)
+	}
+	c, errs = load(t, "config.yaml", withOutputs("{r: {type: relay, config: {address: h, port: 13000, type: TCP}}}"))
+	if len(errs) != 0 || c.Outputs[0].WriteAhead {
+		t.Fatalf("write_ahead default: %v %v", errs, c.Outputs[0].WriteAhead)
+	}
+	_, errs = load(t, "config.yaml", withOutputs("{r: {type: relay, config: {address: h, port: 13000, type: TCP, write_ahead: sometimes}}}"))
+	if len(errs) != 1 || errs[0].Path != "outputs.r.config.write_ahead" {
+		t.Fatalf("write_ahead: sometimes gave %v, want one error at outputs.r.config.write_ahead", errs)
+	}
+}

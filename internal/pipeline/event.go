@@ -38,6 +38,12 @@ type Event struct {
 	// their own checks. Set it only when the encoder guarantees it: every
 	// jsonpay result (compact JSON, invalid UTF-8 replaced) qualifies.
 	Clean bool
+	// WriteAhead asks outputs that keep a write-ahead journal to make the
+	// event durable first: such an output reports it Delivered once
+	// journaled and sends it from the journal, in order. Sources set it
+	// where the wait for a network output's settle holds them back (a FIFO
+	// message group gets its next message only after this one's fate).
+	WriteAhead bool
 
 	batch *Batch
 	unit  *Counters    // the emitting unit's counters, nil outside a unit
@@ -103,7 +109,7 @@ func NewEvent(b *Batch, tag string, t time.Time, payload []byte) *Event {
 // state), and an Event must never be copied (it holds atomics): take its
 // address in the slab. A slab stays in memory while any of its events does.
 func (e *Event) Init(b *Batch, tag string, t time.Time, payload []byte) {
-	e.Tag, e.Time, e.Payload, e.batch, e.Clean = tag, t, payload, b, false
+	e.Tag, e.Time, e.Payload, e.batch, e.Clean, e.WriteAhead = tag, t, payload, b, false, false
 	e.ref = nil
 }
 

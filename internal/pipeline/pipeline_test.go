@@ -480,17 +480,18 @@ func TestQueueClosedSignalsAndBounds(t *testing.T) {
 	}
 }
 
-// TestQueueWait: Wait returns once an event is queued without taking it,
+// TestQueueWait: Wait returns once an event is queued without taking it, or
+// when its other channel yields,
 // ErrClosed on a closed empty queue, and ctx's error when ctx ends first.
 func TestQueueWait(t *testing.T) {
 	q := NewQueue(10, 1<<20)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if err := q.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+	if err := q.Wait(ctx, nil); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Wait on an empty queue = %v, want the deadline", err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- q.Wait(context.Background()) }()
+	go func() { done <- q.Wait(context.Background(), nil) }()
 	time.Sleep(20 * time.Millisecond)
 	if err := q.Put(context.Background(), NewEvent(nil, "t", time.Time{}, []byte("x"))); err != nil {
 		t.Fatal(err)
@@ -506,15 +507,24 @@ func TestQueueWait(t *testing.T) {
 	if n, _ := q.Depth(); n != 1 {
 		t.Fatalf("Wait took the event: depth %d", n)
 	}
-	if err := q.Wait(context.Background()); err != nil {
+	if err := q.Wait(context.Background(), nil); err != nil {
 		t.Fatalf("Wait with an event queued = %v", err)
 	}
+	also := make(chan struct{}, 1)
+	q.TryGet(nil, 10)
+	go func() { time.Sleep(20 * time.Millisecond); also <- struct{}{} }()
+	if err := q.Wait(context.Background(), also); err != nil {
+		t.Fatalf("Wait woken by also = %v", err)
+	}
+	if err := q.Put(context.Background(), NewEvent(nil, "t", time.Time{}, []byte("y"))); err != nil {
+		t.Fatal(err)
+	}
 	q.Close()
-	if err := q.Wait(context.Background()); err != nil {
+	if err := q.Wait(context.Background(), nil); err != nil {
 		t.Fatalf("Wait on a closed queue that still holds an event = %v", err)
 	}
 	q.TryGet(nil, 10)
-	if err := q.Wait(context.Background()); !errors.Is(err, ErrClosed) {
+	if err := q.Wait(context.Background(), nil); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Wait on a closed empty queue = %v, want ErrClosed", err)
 	}
 }

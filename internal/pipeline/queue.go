@@ -128,11 +128,11 @@ func (q *Queue) Get(ctx context.Context, dst []*Event, max int) ([]*Event, error
 	}
 }
 
-// Wait blocks until the queue holds an event, without taking it. It returns
-// ErrClosed when the queue is closed and empty, and ctx.Err() if ctx ends
-// first. A taker that decides not to take after Wait leaves the events for
-// the next Get or TryGet.
-func (q *Queue) Wait(ctx context.Context) error {
+// Wait blocks until the queue holds an event, without taking it, or until
+// also (which may be nil) yields. It returns ErrClosed when the queue is
+// closed and empty, and ctx.Err() if ctx ends first. A taker that decides
+// not to take after Wait leaves the events for the next Get or TryGet.
+func (q *Queue) Wait(ctx context.Context, also <-chan struct{}) error {
 	for {
 		q.mu.Lock()
 		n, closed := q.len(), q.closed
@@ -145,6 +145,8 @@ func (q *Queue) Wait(ctx context.Context) error {
 		}
 		select {
 		case <-q.data:
+		case <-also:
+			return nil
 		case <-q.closedCh:
 		case <-ctx.Done():
 			return ctx.Err()

@@ -78,6 +78,11 @@ func (h *harness) start(ctx context.Context) {
 // that read an event after settling it would put '#'s on the wire and fail
 // the tests that compare payloads.
 func (h *harness) emit(ctx context.Context, evs ...[2]string) {
+	h.emitWith(ctx, false, evs...)
+}
+
+// emitWith is emit with WriteAhead set on every event as wa says.
+func (h *harness) emitWith(ctx context.Context, wa bool, evs ...[2]string) {
 	b := pipeline.NewBatch(func(r pipeline.Result) {
 		h.delivered.Add(int64(r.Delivered))
 		h.failed.Add(int64(r.Failed))
@@ -85,6 +90,7 @@ func (h *harness) emit(ctx context.Context, evs ...[2]string) {
 	})
 	for _, e := range evs {
 		ev := pipeline.NewEvent(b, e[0], time.Now(), []byte(e[1]))
+		ev.WriteAhead = wa
 		poison.AfterFate(ev)
 		if err := h.p.Emit(ctx, ev); err != nil {
 			h.t.Errorf("emit: %v", err)

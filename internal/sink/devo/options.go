@@ -64,6 +64,11 @@ type Options struct {
 
 	// Spool, when set, holds events the output cannot send (see Spool).
 	Spool Spool
+	// Journal, when set, is the write-ahead journal: events with WriteAhead
+	// are appended to it when taken from the queue, reported Delivered once
+	// it returns, and sent from it in order. Without it they are sent like
+	// any other event.
+	Journal Spool
 	// SpoolAfter is how long the output must be down with a full queue
 	// before events go to the spool [5s].
 	SpoolAfter time.Duration

@@ -46,6 +46,10 @@ type Sender struct {
 	replayDone chan struct{} // closed when the current replay ends (replayMu)
 	replays    sync.WaitGroup
 
+	journalNotify chan struct{} // a token: something was journaled
+	journaled     atomic.Int64
+	journalErrAt  time.Time // last "journal refused" log line (replayMu)
+
 	everHealthy atomic.Bool // some connection passed the start-up probe
 	up          atomic.Int32
 	downNotify  chan struct{} // a token: up dropped to 0
@@ -73,11 +77,12 @@ func New(opts Options) (*Sender, error) {
 		return nil, fmt.Errorf("output port %d is out of range 1-65535", opts.Port)
 	}
 	s := &Sender{
-		opts:       opts,
-		enc:        wire.NewEncoder(opts.Format, opts.Hostname),
-		downNotify: make(chan struct{}, 1),
-		stopBg:     make(chan struct{}),
-		lastAt:     time.Now(),
+		opts:          opts,
+		enc:           wire.NewEncoder(opts.Format, opts.Hostname),
+		downNotify:    make(chan struct{}, 1),
+		journalNotify: make(chan struct{}, 1),
+		stopBg:        make(chan struct{}),
+		lastAt:        time.Now(),
 	}
 	s.log = opts.Logger.With("output", opts.Name, "address", opts.Address, "port", opts.Port)
 	s.pool.notify = make(chan struct{}, 1)
@@ -184,6 +189,13 @@ func (s *Sender) Run(ctx context.Context, in *pipeline.Queue) error {
 			s.spoolWhileDown(runCtx, in, cancel)
 		}()
 	}
+	if s.opts.Journal != nil {
+		aux.Add(1)
+		go func() {
+			defer aux.Done()
+			s.sendJournal(runCtx)
+		}()
+	}
 
 	var (
 		wg    sync.WaitGroup
@@ -227,7 +239,13 @@ func (s *Sender) finish(in *pipeline.Queue) {
 		}
 		left = append(left, it)
 	}
-	for _, ev := range in.TryGet(nil, 1<<30) {
+	queued := in.TryGet(nil, 1<<30)
+	if s.opts.Journal != nil {
+		s.replayMu.Lock()
+		queued = s.journalLocked(in, queued)
+		s.replayMu.Unlock()
+	}
+	for _, ev := range queued {
 		left = append(left, item{ev: ev})
 	}
 	if len(left) == 0 {
@@ -296,7 +314,108 @@ func (s *Sender) takeQueue(in *pipeline.Queue, dst []*pipeline.Event, max int) [
 	if s.replaying.Load() {
 		return dst[:0]
 	}
-	return in.TryGet(dst, max)
+	dst = in.TryGet(dst, max)
+	if s.opts.Journal != nil {
+		dst = s.journalLocked(in, dst)
+	}
+	return dst
+}
+
+// journalLocked (replayMu held) appends the WriteAhead events of evs to the
+// journal in their order, reports them Delivered, and returns the others in
+// evs's array. If the journal refuses, every event stays, to be sent
+// directly. After it, nothing here touches a journaled event again.
+func (s *Sender) journalLocked(in *pipeline.Queue, evs []*pipeline.Event) []*pipeline.Event {
+	var wa []*pipeline.Event
+	for _, ev := range evs {
+		if ev.WriteAhead {
+			wa = append(wa, ev)
+		}
+	}
+	if len(wa) == 0 {
+		return evs
+	}
+	if err := s.opts.Journal.Append(wa); err != nil {
+		if time.Since(s.journalErrAt) >= time.Minute {
+			s.journalErrAt = time.Now()
+			s.log.Error("write-ahead journal refused events; sending them directly", "events", len(wa), "err", err)
+		}
+		return evs
+	}
+	rest := evs[:0]
+	for _, ev := range evs {
+		if !ev.WriteAhead {
+			rest = append(rest, ev)
+		}
+	}
+	clear(evs[len(rest):])
+	for _, ev := range wa {
+		in.Settle(ev, pipeline.Delivered)
+	}
+	s.journaled.Add(int64(len(wa)))
+	select {
+	case s.journalNotify <- struct{}{}:
+	default:
+	}
+	return rest
+}
+
+// sendJournal sends the write-ahead journal, oldest first, whenever it holds
+// events, until ctx ends. What is unsent then stays journaled for the next
+// run. It runs beside the queue: journaled events need no order against it.
+func (s *Sender) sendJournal(ctx context.Context) {
+	var total int64
+	for {
+		if s.opts.Journal.Len() > 0 {
+			err := s.opts.Journal.ReplayWindow(ctx, replayWindow, replayMaxBytes, s.sendChunk(ctx, &total))
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				s.log.Error("sending the write-ahead journal failed; retrying", "err", err)
+				if !wait(ctx, time.Second) {
+					return
+				}
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.journalNotify:
+		}
+	}
+}
+
+// sendChunk is the send function of a spool or journal replay: it hands a
+// chunk to the workers (through the pool) and returns a wait for its fate.
+// delivered counts the events of the chunks that were.
+func (s *Sender) sendChunk(ctx context.Context, delivered *int64) func([]*pipeline.Event) func() error {
+	return func(evs []*pipeline.Event) func() error {
+		if len(evs) == 0 {
+			return func() error { return nil }
+		}
+		rc := &replayChunk{done: make(chan struct{})}
+		rc.left.Store(int64(len(evs)))
+		items := make([]item, len(evs))
+		for i, ev := range evs {
+			items[i] = item{ev: ev, rc: rc}
+		}
+		s.pool.push(items)
+		n := int64(len(evs))
+		return func() error {
+			select {
+			case <-rc.done:
+				if f := rc.failed.Load(); f > 0 {
+					return fmt.Errorf("%d replayed events not delivered", f)
+				}
+				*delivered += n
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
 }
 
 // replay sends the spool's events before anything from the queue: at start,
@@ -312,30 +431,7 @@ func (s *Sender) replay(ctx context.Context) {
 	for {
 		n := s.opts.Spool.Len()
 		s.log.Info("replaying spooled events", "events", n)
-		err = s.opts.Spool.ReplayWindow(ctx, replayWindow, replayMaxBytes, func(evs []*pipeline.Event) func() error {
-			if len(evs) == 0 {
-				return func() error { return nil }
-			}
-			rc := &replayChunk{done: make(chan struct{})}
-			rc.left.Store(int64(len(evs)))
-			items := make([]item, len(evs))
-			for i, ev := range evs {
-				items[i] = item{ev: ev, rc: rc}
-			}
-			s.pool.push(items)
-			return func() error {
-				select {
-				case <-rc.done:
-					if f := rc.failed.Load(); f > 0 {
-						return fmt.Errorf("%d replayed events not delivered", f)
-					}
-					total += int64(len(evs))
-					return nil
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-			}
-		})
+		err = s.opts.Spool.ReplayWindow(ctx, replayWindow, replayMaxBytes, s.sendChunk(ctx, &total))
 		s.replayMu.Lock()
 		if err == nil && ctx.Err() == nil && s.opts.Spool.Len() > 0 {
 			s.replayMu.Unlock()
@@ -413,6 +509,14 @@ func (s *Sender) spoolWhileDown(ctx context.Context, in *pipeline.Queue, stop co
 				s.replayMu.Unlock()
 				break
 			}
+			if s.opts.Journal != nil {
+				// Write-ahead events go to the journal, as always: in the
+				// spool they could overtake older journaled ones.
+				if buf = s.journalLocked(in, buf); len(buf) == 0 {
+					s.replayMu.Unlock()
+					continue
+				}
+			}
 			if err := s.opts.Spool.Append(buf); err != nil {
 				s.replayMu.Unlock()
 				s.log.Error("spool events while the output is down failed", "events", len(buf), "err", err)
@@ -469,6 +573,7 @@ type Stats struct {
 	Total       int64 // events delivered over the network since start
 	SinceLast   int64 // of which since the previous snapshot
 	Spooled     int64 // events delivered to the spool since start
+	Journaled   int64 // write-ahead events delivered to the journal since start
 	Since, At   time.Time
 }
 
@@ -484,6 +589,7 @@ func (s *Sender) Stats() Stats {
 		Total:       total,
 		SinceLast:   total - s.lastN,
 		Spooled:     s.spooled.Load(),
+		Journaled:   s.journaled.Load(),
 		Since:       s.lastAt,
 		At:          now,
 	}

@@ -161,3 +161,83 @@ func TestSpoolDrainsAfterOutage(t *testing.T) {
 	h.wantSettled(int64(total))
 	t.Logf("%d events, %d spooled during the outage, %d messages at the receiver", total, s.Stats().Spooled, len(srv.Messages()))
 }
+
+// TestWriteAheadJournal: events that ask for write-ahead are delivered as
+// soon as the journal holds them, even with the receiver down and no
+// connection ever made, and reach the receiver in order from the journal
+// once it is up; other events wait for the network as usual. The journal
+// ends empty.
+func TestWriteAheadJournal(t *testing.T) {
+	c := certs.New(t)
+	srv := rsyslog.Start(t, rsyslog.Options{Certs: c})
+	srv.Stop() // down from the start
+	dir := t.TempDir()
+	sp, err := spool.Open(dir+"/spool", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close() })
+	j, err := spool.Open(dir+"/journal", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { j.Close() })
+	o := testOpts(srv.TLSPort, c)
+	o.Spool, o.Journal = sp, j
+	s, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, s, 1000)
+	h.start(context.Background())
+	ctx := context.Background()
+	const fifo, plain = 300, 40
+	for i := range fifo {
+		h.emitWith(ctx, true, [2]string{testTags[0], fmt.Sprintf(`{"fifo":%d}`, i)})
+	}
+	for i := range plain {
+		h.emitWith(ctx, false, [2]string{testTags[1], fmt.Sprintf(`{"plain":%d}`, i)})
+	}
+	if !waitFor(10*time.Second, func() bool { return h.delivered.Load() == fifo }) {
+		t.Fatalf("%d events delivered with the receiver down, want the %d write-ahead ones", h.delivered.Load(), fifo)
+	}
+	if st := s.Stats(); st.Journaled != fifo || st.Available != 0 {
+		t.Fatalf("stats %+v: want %d journaled and no connection", st, fifo)
+	}
+	if j.Len() != fifo {
+		t.Fatalf("journal holds %d events, want %d", j.Len(), fifo)
+	}
+	srv.Start()
+	msgs := srv.WaitMessages(fifo+plain, 60*time.Second)
+	var order []int
+	seen := map[string]bool{}
+	for _, m := range msgs {
+		p := m.Payload()
+		if seen[p] {
+			continue // a resend after the outage
+		}
+		seen[p] = true
+		var v struct{ Fifo *int }
+		if err := json.Unmarshal([]byte(p), &v); err != nil {
+			t.Fatalf("payload %q: %v", p, err)
+		}
+		if v.Fifo != nil {
+			order = append(order, *v.Fifo)
+		}
+	}
+	if len(seen) != fifo+plain || len(order) != fifo {
+		t.Fatalf("%d distinct events arrived (%d write-ahead), want %d (%d)", len(seen), len(order), fifo+plain, fifo)
+	}
+	for i := range order {
+		if order[i] != i {
+			t.Fatalf("write-ahead event %d arrived in place %d: the journal is not sent in order", order[i], i)
+		}
+	}
+	if !waitFor(10*time.Second, func() bool { return j.Len() == 0 }) {
+		t.Fatalf("journal still holds %d events after they arrived", j.Len())
+	}
+	if err := h.finish(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	h.wantSettled(fifo + plain)
+}

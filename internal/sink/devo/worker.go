@@ -134,7 +134,9 @@ func (w *worker) take(block bool, ctx context.Context) {
 			wctx, cancel = context.WithDeadline(wctx, d)
 			defer cancel()
 		}
-		if err := w.in.Wait(wctx); err != nil {
+		// The pool gets work without the queue: resends, and chunks of the
+		// write-ahead journal.
+		if err := w.in.Wait(wctx, w.s.pool.notify); err != nil {
 			if errors.Is(err, pipeline.ErrClosed) {
 				w.closed = true
 			}

@@ -222,3 +222,32 @@ func jsonEqual(a, b []byte) bool {
 	}
 	return reflect.DeepEqual(x, y)
 }
+
+// TestFIFOEventsAskForWriteAhead: every event of a FIFO message (one with a
+// message group) asks outputs for write-ahead, for both services; events of
+// a standard queue's message do not.
+func TestFIFOEventsAskForWriteAhead(t *testing.T) {
+	for _, name := range []string{"events_ec2_state_change", "findings_three_findings"} {
+		body, err := os.ReadFile(filepath.Join("testdata", name+".in"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, group := range []string{"devo-collector", ""} {
+			src := goldenSource(t, name)
+			out := &captureEmitter{}
+			b := pipeline.NewBatch(nil)
+			m := sqsengine.Message{ID: "m-1", Body: string(body), ReceiveCount: 1, GroupID: group}
+			if err := src.Handle(context.Background(), m, b, out); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if len(out.evs) == 0 {
+				t.Fatalf("%s: no events", name)
+			}
+			for i, ev := range out.evs {
+				if ev.WriteAhead != (group != "") {
+					t.Fatalf("%s, group %q: event %d WriteAhead = %v", name, group, i, ev.WriteAhead)
+				}
+			}
+		}
+	}
+}

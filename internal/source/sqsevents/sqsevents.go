@@ -270,7 +270,7 @@ func (s *source) Handle(ctx context.Context, m sqsengine.Message, b *pipeline.Ba
 				s.countDropped(c, m.ID)
 				return sqsengine.Poison(fmt.Errorf("message %s: %w", m.ID, err))
 			}
-			if err := out.Emit(ctx, cleanEvent(b, t, when, payload)); err != nil {
+			if err := out.Emit(ctx, cleanEvent(b, t, when, payload, m)); err != nil {
 				return fmt.Errorf("message %s: emit: %w", m.ID, err)
 			}
 			c.AddGenerated(1)
@@ -288,7 +288,7 @@ func (s *source) Handle(ctx context.Context, m sqsengine.Message, b *pipeline.Ba
 		s.countDropped(c, m.ID)
 		return sqsengine.Poison(fmt.Errorf("message %s: %w", m.ID, err))
 	}
-	if err := out.Emit(ctx, cleanEvent(b, tags.Tag(et), when, payload)); err != nil {
+	if err := out.Emit(ctx, cleanEvent(b, tags.Tag(et), when, payload, m)); err != nil {
 		return fmt.Errorf("message %s: emit: %w", m.ID, err)
 	}
 	c.AddGenerated(1)
@@ -349,10 +349,14 @@ func eventTime(env eventbridge.Envelope, m sqsengine.Message) time.Time {
 	return time.Now()
 }
 
-// cleanEvent is an event whose payload came from jsonpay: compact JSON,
-// valid UTF-8, no LF, so outputs may skip their checks.
-func cleanEvent(b *pipeline.Batch, tag string, when time.Time, payload []byte) *pipeline.Event {
+// cleanEvent is an event of m whose payload came from jsonpay: compact
+// JSON, valid UTF-8, no LF, so outputs may skip their checks. Events of a
+// FIFO message ask for write-ahead: the group's next message waits for
+// this one's fate, and an output with a journal gives it in milliseconds
+// instead of after its settle window.
+func cleanEvent(b *pipeline.Batch, tag string, when time.Time, payload []byte, m sqsengine.Message) *pipeline.Event {
 	ev := pipeline.NewEvent(b, tag, when, payload)
 	ev.Clean = true
+	ev.WriteAhead = m.GroupID != ""
 	return ev
 }
