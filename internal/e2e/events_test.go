@@ -113,3 +113,44 @@ func TestEventsThroughDevoIntoRsyslog(t *testing.T) {
 		})
 	}
 }
+
+// One FIFO message group of 60 messages through service-events-all with
+// write_ahead on and ack_settle at 10 minutes. Without write-ahead each
+// message would wait 10 minutes for its delete before SQS hands out the
+// next (fauxqs hands out one message per group per receive); with it every
+// message is deleted once journaled, and the events arrive in order.
+func TestWriteAheadFIFOGroupDoesNotWaitForSettle(t *testing.T) {
+	const n = 60
+	e := newEnv(t)
+	rs := rsyslog.Start(t, rsyslog.Options{Certs: e.cert})
+	q := e.queue("e2e-wal.fifo", map[string]string{"FifoQueue": "true", "ContentBasedDeduplication": "true"})
+	for i := range n {
+		e.send(q, eventBody(i, "devo-collector"), "devo-collector")
+	}
+	cfg := e.writeConfig("", e.devoOutput(rs.TLSPort, e.cert.ClientCert, e.cert.ClientKey, "      write_ahead: true\n      ack_settle: 10m\n"), `
+      service-events-all: {sqs_queue_name: e2e-wal.fifo, sqs_wait_time_seconds: 1, sqs_visibility_timeout: 20}
+`)
+	p := e.start(cfg)
+	eventually(t, 2*time.Minute, "every message deleted", func() bool { return e.pending(q) == 0 })
+	eventually(t, time.Minute, "all events at rsyslog", func() bool { return len(dataMessages(rs.Messages())) >= n })
+	terminate(t, p)
+	last := -1
+	seen := map[int]bool{}
+	for _, m := range dataMessages(rs.Messages()) {
+		var ev struct{ Detail struct{ Seq int } }
+		if err := json.Unmarshal([]byte(m.Payload()), &ev); err != nil {
+			t.Fatalf("payload %q: %v", m.Payload(), err)
+		}
+		if seen[ev.Detail.Seq] {
+			continue
+		}
+		seen[ev.Detail.Seq] = true
+		if ev.Detail.Seq < last {
+			t.Errorf("event %d arrived after %d", ev.Detail.Seq, last)
+		}
+		last = ev.Detail.Seq
+	}
+	if len(seen) != n {
+		t.Errorf("%d distinct events arrived, want %d", len(seen), n)
+	}
+}

@@ -257,24 +257,53 @@ func (s *Spool) Replay(ctx context.Context, fn func([]*pipeline.Event) error) er
 // delivered ones before it are removed), and everything from the failed
 // chunk on stays stored. send may keep the slice and its events.
 func (s *Spool) ReplayWindow(ctx context.Context, window int, maxBytes int64, send func([]*pipeline.Event) (wait func() error)) error {
+	return s.replayChunks(ctx, window, maxBytes, false, nil, send)
+}
+
+// Follow is ReplayWindow that does not stop at what was stored when it
+// started: it also sends what is appended while it runs, checking for more
+// whenever more yields and whenever a chunk settles, and returns only when
+// ctx ends (nil then) or on an error, after the chunks in flight have been
+// waited for. A chunk settling is waited for only while nothing new can be
+// sent, so appends never wait behind a slow settle.
+func (s *Spool) Follow(ctx context.Context, window int, maxBytes int64, more <-chan struct{}, send func([]*pipeline.Event) (wait func() error)) error {
+	err := s.replayChunks(ctx, window, maxBytes, true, more, send)
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return nil
+	}
+	return err
+}
+
+func (s *Spool) replayChunks(ctx context.Context, window int, maxBytes int64, follow bool, more <-chan struct{}, send func([]*pipeline.Event) (wait func() error)) error {
 	s.replay.Lock()
 	defer s.replay.Unlock()
 	window = max(window, 1)
-	var last uint64
-	if err := s.db.View(func(tx *bolt.Tx) error {
-		last = tx.Bucket(eventsBucket).Sequence()
-		return nil
-	}); err != nil {
-		return fmt.Errorf("replay spool %s: %w", s.path, err)
+	sequence := func() (uint64, error) {
+		var last uint64
+		err := s.db.View(func(tx *bolt.Tx) error {
+			last = tx.Bucket(eventsBucket).Sequence()
+			return nil
+		})
+		if err != nil {
+			return 0, fmt.Errorf("replay spool %s: %w", s.path, err)
+		}
+		return last, nil
 	}
+	last, err := sequence()
+	if err != nil {
+		return err
+	}
+	// A chunk in flight: its wait runs in a goroutine, so that a follow
+	// can watch for appends while the oldest chunk settles.
 	type sent struct {
 		keys   [][]byte
 		events int64
 		size   int64
-		wait   func() error
+		done   chan struct{}
+		err    error // set before done is closed
 	}
 	var (
-		inflight []sent
+		inflight []*sent
 		bytes    int64
 		failed   error
 		next     uint64 // the first key not handed out yet
@@ -285,9 +314,10 @@ func (s *Spool) ReplayWindow(ctx context.Context, window int, maxBytes int64, se
 		c := inflight[0]
 		inflight = inflight[1:]
 		bytes -= c.size
-		if err := c.wait(); err != nil {
+		<-c.done
+		if c.err != nil {
 			if failed == nil {
-				failed = fmt.Errorf("replay spool %s: %w", s.path, err)
+				failed = fmt.Errorf("replay spool %s: %w", s.path, c.err)
 			}
 			return nil
 		}
@@ -324,10 +354,39 @@ func (s *Spool) ReplayWindow(ctx context.Context, window int, maxBytes int64, se
 			return drain(err)
 		}
 		if len(keys) == 0 {
-			return drain(nil)
+			if !follow {
+				return drain(nil)
+			}
+			if now, err := sequence(); err != nil {
+				return drain(err)
+			} else if now != last {
+				last = now
+				continue
+			}
+			// Caught up: wait for an append, the oldest chunk's fate, or
+			// the end.
+			var oldest chan struct{}
+			if len(inflight) > 0 {
+				oldest = inflight[0].done
+			}
+			select {
+			case <-ctx.Done():
+			case <-more:
+			case <-oldest:
+				if err := settleOldest(); err != nil {
+					return drain(err)
+				}
+			}
+			continue
 		}
 		next = binary.BigEndian.Uint64(keys[len(keys)-1]) + 1
-		inflight = append(inflight, sent{keys: keys, events: int64(len(evs)), size: size, wait: send(evs)})
+		c := &sent{keys: keys, events: int64(len(evs)), size: size, done: make(chan struct{})}
+		wait := send(evs)
+		go func() {
+			c.err = wait()
+			close(c.done)
+		}()
+		inflight = append(inflight, c)
 		bytes += size
 	}
 }

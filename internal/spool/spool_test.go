@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -442,8 +443,8 @@ func helperWriter(dir, nextStr string) int {
 	}
 }
 
-// TestReplayWindow: up to window chunks are handed out before the oldest is
-// waited for; chunks are removed in order as they are delivered; a failed
+// TestReplayWindow: up to window chunks are handed out before the oldest
+// has its fate; chunks are removed in order as they are delivered; a failed
 // chunk stops the replay, the delivered chunks before it are removed, and
 // it and everything after it (already sent or not) stay for the next
 // replay, which sends them in order.
@@ -455,36 +456,61 @@ func TestReplayWindow(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var (
-		sent     [][]string
-		maxAhead int
-		waited   int
-	)
 	const window = 3
-	err := s.ReplayWindow(context.Background(), window, 0, func(evs []*pipeline.Event) func() error {
-		var p []string
-		for _, e := range evs {
-			p = append(p, string(e.Payload))
-		}
-		sent = append(sent, p)
-		maxAhead = max(maxAhead, len(sent)-waited)
-		k := len(sent) - 1
-		return func() error {
-			waited++
-			if k == 3 {
-				return errors.New("chunk 3 not delivered")
+	var (
+		mu    sync.Mutex
+		sent  [][]string
+		fates []chan error // one per chunk sent: the test gives its fate
+	)
+	sentCount := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(sent)
+	}
+	fate := func(k int, err error) {
+		mu.Lock()
+		c := fates[k]
+		mu.Unlock()
+		c <- err
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- s.ReplayWindow(context.Background(), window, 0, func(evs []*pipeline.Event) func() error {
+			var p []string
+			for _, e := range evs {
+				p = append(p, string(e.Payload))
 			}
-			return nil
+			c := make(chan error, 1)
+			mu.Lock()
+			sent = append(sent, p)
+			fates = append(fates, c)
+			mu.Unlock()
+			return func() error { return <-c }
+		})
+	}()
+	waitCount := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for sentCount() < want && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
 		}
-	})
+		time.Sleep(20 * time.Millisecond) // and no more than that
+		if got := sentCount(); got != want {
+			t.Fatalf("%d chunks handed out, want %d", got, want)
+		}
+	}
+	waitCount(window) // the window is full until chunk 0 has a fate
+	fate(0, nil)
+	waitCount(window + 1)
+	fate(1, nil)
+	fate(2, nil)
+	waitCount(window + 3)
+	fate(3, errors.New("chunk 3 not delivered"))
+	fate(4, nil) // sent before the failure was known: waited for, kept
+	fate(5, nil)
+	err := <-done
 	if err == nil || !strings.Contains(err.Error(), "chunk 3 not delivered") {
 		t.Fatalf("ReplayWindow = %v, want chunk 3's error", err)
-	}
-	if maxAhead != window {
-		t.Fatalf("at most %d chunks were in flight, want %d", maxAhead, window)
-	}
-	if len(sent) < 4 || waited != len(sent) {
-		t.Fatalf("%d chunks sent, %d waited for: every chunk sent must be waited for", len(sent), waited)
 	}
 	var before []string
 	for _, c := range sent[:3] {
@@ -502,5 +528,71 @@ func TestReplayWindow(t *testing.T) {
 	}
 	if s.Len() != 0 {
 		t.Fatalf("spool holds %d events after a full replay", s.Len())
+	}
+}
+
+// TestFollow: Follow sends what is stored, then what is appended while it
+// runs, without waiting for the chunks in flight to have their fates, and
+// removes chunks in order once they do; it returns nil when ctx ends.
+func TestFollow(t *testing.T) {
+	s := open(t, t.TempDir(), 0)
+	if err := s.Append(numbered(0, 10)); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu   sync.Mutex
+		got  []string
+		hold = make(chan struct{}) // every wait blocks until closed
+	)
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got)
+	}
+	more := make(chan struct{}, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Follow(ctx, 100, 0, more, func(evs []*pipeline.Event) func() error {
+			mu.Lock()
+			for _, e := range evs {
+				got = append(got, string(e.Payload))
+			}
+			mu.Unlock()
+			return func() error { <-hold; return nil }
+		})
+	}()
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitFor("the stored events", func() bool { return count() == 10 })
+	for i := 10; i < 30; i += 10 { // appended while the first chunk has no fate
+		if err := s.Append(numbered(i, i+10)); err != nil {
+			t.Fatal(err)
+		}
+		more <- struct{}{}
+		want := i + 10
+		waitFor("the appended events", func() bool { return count() == want })
+	}
+	if s.Len() != 30 {
+		t.Fatalf("spool holds %d events before any fate, want 30", s.Len())
+	}
+	close(hold)
+	waitFor("the delivered chunks to be removed", func() bool { return s.Len() == 0 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Follow returned %v when its context ended", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(got, ",") != strings.Join(seq(0, 30), ",") {
+		t.Fatalf("sent %v, want 0..29 in order", got)
 	}
 }

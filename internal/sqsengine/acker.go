@@ -51,6 +51,20 @@ func newAcker(e *Engine, q Queue, s *slots, x *extender, order *groupOrder) *ack
 	return &acker{e: e, q: q, slots: s, ext: x, order: order, stopCh: make(chan struct{}), sem: make(chan struct{}, maxConcurrentCalls)}
 }
 
+// fifoDeleteFlush caps DeleteFlush on FIFO queues: SQS holds a message
+// group back until its messages are deleted, so every millisecond a delete
+// waits for company is a millisecond the group stands still, and the
+// messages of one receive mostly settle together anyway.
+const fifoDeleteFlush = 10 * time.Millisecond
+
+// flushAfter is how long a fate may wait to be batched with others.
+func (a *acker) flushAfter() time.Duration {
+	if a.q.FIFO {
+		return min(a.e.cfg.DeleteFlush, fifoDeleteFlush)
+	}
+	return a.e.cfg.DeleteFlush
+}
+
 // stop makes run flush what it holds, without retries, and return.
 func (a *acker) stop() { a.stopOnce.Do(func() { close(a.stopCh) }) }
 
@@ -75,7 +89,7 @@ func (a *acker) run(ctx context.Context, fates <-chan settled) {
 				a.flush(ctx, false)
 			}
 			if !armed && len(a.deletes)+len(a.returns) > 0 {
-				flush.Reset(a.e.cfg.DeleteFlush)
+				flush.Reset(a.flushAfter())
 				armed = true
 			}
 		case <-flush.C:

@@ -68,7 +68,7 @@ type Options struct {
 	// are appended to it when taken from the queue, reported Delivered once
 	// it returns, and sent from it in order. Without it they are sent like
 	// any other event.
-	Journal Spool
+	Journal Journal
 	// SpoolAfter is how long the output must be down with a full queue
 	// before events go to the spool [5s].
 	SpoolAfter time.Duration
@@ -154,6 +154,18 @@ type Spool interface {
 	// order as they are delivered; the first failure stops the replay and
 	// keeps that chunk and the rest. It returns the failure or its own error.
 	ReplayWindow(ctx context.Context, window int, maxBytes int64, send func([]*pipeline.Event) (wait func() error)) error
+	// Len is the number of stored events.
+	Len() int64
+}
+
+// Journal is the write-ahead journal (internal/spool satisfies it).
+type Journal interface {
+	// Append stores evs durably, as Spool.Append.
+	Append(evs []*pipeline.Event) error
+	// Follow sends the stored events, oldest first, with a window of chunks
+	// in flight, and keeps sending what is appended (checking whenever more
+	// yields) until ctx ends; see Spool.ReplayWindow for send.
+	Follow(ctx context.Context, window int, maxBytes int64, more <-chan struct{}, send func([]*pipeline.Event) (wait func() error)) error
 	// Len is the number of stored events.
 	Len() int64
 }

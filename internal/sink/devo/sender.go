@@ -275,8 +275,14 @@ func (s *Sender) finish(in *pipeline.Queue) {
 // or 4 MiB each) in flight, and reads no new one past replayMaxBytes:
 // each chunk waits ack_settle after its last write, so one chunk at a time
 // would replay about a chunk per second.
+//
+// The journal is followed with a far larger window of chunks: it is sent as
+// events trickle in, often one FIFO message (one event) per chunk, and
+// every chunk waits ack_settle, so a window of 32 would cap one group at 32
+// events per ack_settle. replayMaxBytes still bounds its memory.
 const (
 	replayWindow   = 32
+	journalWindow  = 4096
 	replayMaxBytes = 64 << 20
 )
 
@@ -360,37 +366,31 @@ func (s *Sender) journalLocked(in *pipeline.Queue, evs []*pipeline.Event) []*pip
 	return rest
 }
 
-// sendJournal sends the write-ahead journal, oldest first, whenever it holds
-// events, until ctx ends. What is unsent then stays journaled for the next
-// run. It runs beside the queue: journaled events need no order against it.
+// sendJournal sends the write-ahead journal, oldest first, and what is
+// journaled while it runs, until ctx ends. What is unsent then stays
+// journaled for the next run. It runs beside the queue: journaled events need
+// no order against it.
 func (s *Sender) sendJournal(ctx context.Context) {
-	var total int64
+	var total atomic.Int64
 	for {
-		if s.opts.Journal.Len() > 0 {
-			err := s.opts.Journal.ReplayWindow(ctx, replayWindow, replayMaxBytes, s.sendChunk(ctx, &total))
-			if ctx.Err() != nil {
-				return
-			}
-			if err != nil {
-				s.log.Error("sending the write-ahead journal failed; retrying", "err", err)
-				if !wait(ctx, time.Second) {
-					return
-				}
-			}
-			continue
-		}
-		select {
-		case <-ctx.Done():
+		err := s.opts.Journal.Follow(ctx, journalWindow, replayMaxBytes, s.journalNotify, s.sendChunk(ctx, &total))
+		if ctx.Err() != nil {
 			return
-		case <-s.journalNotify:
+		}
+		if err != nil {
+			s.log.Error("sending the write-ahead journal failed; retrying", "err", err)
+		}
+		if !wait(ctx, time.Second) {
+			return
 		}
 	}
 }
 
 // sendChunk is the send function of a spool or journal replay: it hands a
 // chunk to the workers (through the pool) and returns a wait for its fate.
-// delivered counts the events of the chunks that were.
-func (s *Sender) sendChunk(ctx context.Context, delivered *int64) func([]*pipeline.Event) func() error {
+// delivered counts the events of the chunks that were (waits may run
+// concurrently).
+func (s *Sender) sendChunk(ctx context.Context, delivered *atomic.Int64) func([]*pipeline.Event) func() error {
 	return func(evs []*pipeline.Event) func() error {
 		if len(evs) == 0 {
 			return func() error { return nil }
@@ -409,7 +409,7 @@ func (s *Sender) sendChunk(ctx context.Context, delivered *int64) func([]*pipeli
 				if f := rc.failed.Load(); f > 0 {
 					return fmt.Errorf("%d replayed events not delivered", f)
 				}
-				*delivered += n
+				delivered.Add(n)
 				return nil
 			case <-ctx.Done():
 				return ctx.Err()
@@ -426,7 +426,7 @@ func (s *Sender) sendChunk(ctx context.Context, delivered *int64) func([]*pipeli
 // later replay starts once the output is up).
 func (s *Sender) replay(ctx context.Context) {
 	defer s.replays.Done()
-	total := int64(0)
+	var total atomic.Int64
 	var err error
 	for {
 		n := s.opts.Spool.Len()
@@ -446,7 +446,7 @@ func (s *Sender) replay(ctx context.Context) {
 	case err != nil && ctx.Err() == nil:
 		s.log.Error("spool replay failed; the rest stays spooled", "err", err)
 	case err == nil:
-		s.log.Info("spool replay done", "events", total)
+		s.log.Info("spool replay done", "events", total.Load())
 	}
 }
 
