@@ -241,9 +241,11 @@ func (s *Sender) finish(in *pipeline.Queue) {
 	}
 	queued := in.TryGet(nil, 1<<30)
 	if s.opts.Journal != nil {
+		var journaled []*pipeline.Event
 		s.replayMu.Lock()
-		queued = s.journalLocked(in, queued)
+		queued, journaled = s.journalLocked(queued)
 		s.replayMu.Unlock()
+		s.settleJournaled(in, journaled)
 	}
 	for _, ev := range queued {
 		left = append(left, item{ev: ev})
@@ -315,23 +317,28 @@ func (s *Sender) replayChan() <-chan struct{} {
 
 // takeQueue takes up to max events from in, or nothing while a replay runs.
 func (s *Sender) takeQueue(in *pipeline.Queue, dst []*pipeline.Event, max int) []*pipeline.Event {
+	var journaled []*pipeline.Event
 	s.replayMu.Lock()
-	defer s.replayMu.Unlock()
 	if s.replaying.Load() {
+		s.replayMu.Unlock()
 		return dst[:0]
 	}
 	dst = in.TryGet(dst, max)
 	if s.opts.Journal != nil {
-		dst = s.journalLocked(in, dst)
+		dst, journaled = s.journalLocked(dst)
 	}
+	s.replayMu.Unlock()
+	s.settleJournaled(in, journaled)
 	return dst
 }
 
-// journalLocked (replayMu held) appends the WriteAhead events of evs to the
-// journal in their order, reports them Delivered, and returns the others in
-// evs's array. If the journal refuses, every event stays, to be sent
-// directly. After it, nothing here touches a journaled event again.
-func (s *Sender) journalLocked(in *pipeline.Queue, evs []*pipeline.Event) []*pipeline.Event {
+// journalLocked (replayMu held, so journal order is queue order) appends
+// the WriteAhead events of evs to the journal. It returns the others, in
+// evs's array, and the journaled ones, which the caller reports with
+// settleJournaled once it let go of replayMu (a batch's done callback must
+// not run under it). If the journal refuses, every event stays in rest, to
+// be sent directly.
+func (s *Sender) journalLocked(evs []*pipeline.Event) (rest, journaled []*pipeline.Event) {
 	var wa []*pipeline.Event
 	for _, ev := range evs {
 		if ev.WriteAhead {
@@ -339,31 +346,39 @@ func (s *Sender) journalLocked(in *pipeline.Queue, evs []*pipeline.Event) []*pip
 		}
 	}
 	if len(wa) == 0 {
-		return evs
+		return evs, nil
 	}
 	if err := s.opts.Journal.Append(wa); err != nil {
 		if time.Since(s.journalErrAt) >= time.Minute {
 			s.journalErrAt = time.Now()
 			s.log.Error("write-ahead journal refused events; sending them directly", "events", len(wa), "err", err)
 		}
-		return evs
+		return evs, nil
 	}
-	rest := evs[:0]
+	rest = evs[:0]
 	for _, ev := range evs {
 		if !ev.WriteAhead {
 			rest = append(rest, ev)
 		}
 	}
 	clear(evs[len(rest):])
-	for _, ev := range wa {
+	return rest, wa
+}
+
+// settleJournaled reports journaled events Delivered and wakes the journal's
+// sender. Nothing here touches them again.
+func (s *Sender) settleJournaled(in *pipeline.Queue, evs []*pipeline.Event) {
+	if len(evs) == 0 {
+		return
+	}
+	for _, ev := range evs {
 		in.Settle(ev, pipeline.Delivered)
 	}
-	s.journaled.Add(int64(len(wa)))
+	s.journaled.Add(int64(len(evs)))
 	select {
 	case s.journalNotify <- struct{}{}:
 	default:
 	}
-	return rest
 }
 
 // sendJournal sends the write-ahead journal, oldest first, and what is
@@ -509,16 +524,20 @@ func (s *Sender) spoolWhileDown(ctx context.Context, in *pipeline.Queue, stop co
 				s.replayMu.Unlock()
 				break
 			}
+			var journaled []*pipeline.Event
 			if s.opts.Journal != nil {
 				// Write-ahead events go to the journal, as always: in the
 				// spool they could overtake older journaled ones.
-				if buf = s.journalLocked(in, buf); len(buf) == 0 {
-					s.replayMu.Unlock()
-					continue
-				}
+				buf, journaled = s.journalLocked(buf)
+			}
+			if len(buf) == 0 {
+				s.replayMu.Unlock()
+				s.settleJournaled(in, journaled)
+				continue
 			}
 			if err := s.opts.Spool.Append(buf); err != nil {
 				s.replayMu.Unlock()
+				s.settleJournaled(in, journaled)
 				s.log.Error("spool events while the output is down failed", "events", len(buf), "err", err)
 				items := make([]item, len(buf))
 				for i, ev := range buf {
@@ -531,6 +550,7 @@ func (s *Sender) spoolWhileDown(ctx context.Context, in *pipeline.Queue, stop co
 			// is back.
 			s.startReplayLocked(ctx)
 			s.replayMu.Unlock()
+			s.settleJournaled(in, journaled)
 			for _, ev := range buf {
 				in.Settle(ev, pipeline.Delivered)
 			}
