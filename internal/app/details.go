@@ -49,7 +49,7 @@ func logQueueMetrics(ctx context.Context, outs []*output, period time.Duration, 
 			msgs, bytes := o.Queue.Depth()
 			maxMsgs, maxBytes := o.Queue.Bounds()
 			delivered, failed := o.Queue.Settled()
-			fill := max(float64(msgs)/float64(max(maxMsgs, 1)), float64(bytes)/float64(max(maxBytes, 1)))
+			fill := pipeline.FillRatio(msgs, bytes, maxMsgs, maxBytes)
 			log.Info("queue metrics", "output", o.Name,
 				"queued_messages", msgs, "queued_bytes", bytes,
 				"max_messages", maxMsgs, "max_bytes", maxBytes,

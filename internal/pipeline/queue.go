@@ -226,6 +226,12 @@ func (q *Queue) Depth() (msgs, bytes int64) {
 	return int64(q.len()), q.bytes
 }
 
+// FillRatio is how full a queue holding msgs events and bytes payload bytes
+// is against bounds maxMsgs and maxBytes: the larger of the two ratios.
+func FillRatio(msgs, bytes int64, maxMsgs int, maxBytes int64) float64 {
+	return max(float64(msgs)/float64(max(maxMsgs, 1)), float64(bytes)/float64(max(maxBytes, 1)))
+}
+
 // Settle reports the fate of one event this queue's output took. Call it
 // exactly once per event taken.
 func (q *Queue) Settle(ev *Event, f Fate) {

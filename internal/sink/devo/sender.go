@@ -577,7 +577,7 @@ func (s *Sender) fill(in *pipeline.Queue) float64 {
 	if s.opts.QueueMaxBytes > 0 {
 		maxBytes = s.opts.QueueMaxBytes
 	}
-	return max(float64(msgs)/float64(max(maxMsgs, 1)), float64(bytes)/float64(max(maxBytes, 1)))
+	return pipeline.FillRatio(msgs, bytes, maxMsgs, maxBytes)
 }
 
 // queueFull: at 90 % of either bound (an event may not fit exactly).

@@ -84,11 +84,7 @@ func TestRealSpoolAcrossRestart(t *testing.T) {
 func TestSpoolDrainsAfterOutage(t *testing.T) {
 	c := certs.New(t)
 	srv := rsyslog.Start(t, rsyslog.Options{Certs: c})
-	sp, err := spool.Open(t.TempDir(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sp.Close() })
+	sp := openSpool(t, t.TempDir())
 	o := testOpts(srv.TLSPort, c)
 	o.Spool = sp
 	o.SpoolAfter = 300 * time.Millisecond
@@ -171,16 +167,7 @@ func TestWriteAheadJournal(t *testing.T) {
 	c := certs.New(t)
 	srv := rsyslog.Start(t, rsyslog.Options{Certs: c})
 	dir := t.TempDir()
-	sp, err := spool.Open(dir+"/spool", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sp.Close() })
-	j, err := spool.Open(dir+"/journal", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { j.Close() })
+	sp, j := openSpool(t, dir+"/spool"), openSpool(t, dir+"/journal")
 	o := testOpts(srv.TLSPort, c)
 	o.Spool, o.Journal = sp, j
 	o.AckSettle = 10 * time.Minute
@@ -238,4 +225,15 @@ func TestWriteAheadJournal(t *testing.T) {
 	if j.Len() != fifo || sp.Len() != plain {
 		t.Fatalf("after shutdown: journal %d (want %d, none settled), spool %d (want %d)", j.Len(), fifo, sp.Len(), plain)
 	}
+}
+
+// openSpool opens a real spool in dir, closed when the test ends.
+func openSpool(t *testing.T, dir string) *spool.Spool {
+	t.Helper()
+	sp, err := spool.Open(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close() })
+	return sp
 }
