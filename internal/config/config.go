@@ -187,55 +187,6 @@ func maskKey(k string) string {
 	return "****" + k[len(k)-4:]
 }
 
-// ServiceKind says which puller runs a service.
-type ServiceKind int
-
-// The service kinds.
-const (
-	EventBridge   ServiceKind = iota // service-events-all: EventBridge → SQS FIFO
-	SecurityHub                      // sqs-cloudwatch-consumer
-	CloudTrailAPI                    // audit-events-all with audits_api
-	CloudTrailS3                     // audit-events-all with audits_s3
-	Metrics                          // metrics-all, ec2, custom keys with types [metrics]
-	Logs                             // custom keys: CloudWatch Logs
-	S3Logs                           // non-cloudwatch-logs: VPC Flow Logs / CloudFront via S3+SQS
-	GuardDuty                        // aws-guardduty
-	Umbrella                         // cisco-umbrella via S3+SQS
-)
-
-func (k ServiceKind) String() string {
-	switch k {
-	case EventBridge:
-		return "eventbridge"
-	case SecurityHub:
-		return "securityhub"
-	case CloudTrailAPI:
-		return "cloudtrail api"
-	case CloudTrailS3:
-		return "cloudtrail s3"
-	case Metrics:
-		return "metrics"
-	case Logs:
-		return "logs"
-	case S3Logs:
-		return "s3 logs"
-	case GuardDuty:
-		return "guardduty"
-	case Umbrella:
-		return "umbrella"
-	}
-	return fmt.Sprintf("ServiceKind(%d)", int(k))
-}
-
-// SQS reports whether the kind reads an SQS queue.
-func (k ServiceKind) SQS() bool {
-	switch k {
-	case EventBridge, SecurityHub, CloudTrailS3, S3Logs, Umbrella:
-		return true
-	}
-	return false
-}
-
 // Pattern maps an S3 object key to an event type (tags.md §4.3).
 type Pattern = tag.Pattern
 

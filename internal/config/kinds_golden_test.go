@@ -15,7 +15,10 @@ var updateGolden = flag.Bool("update", false, "rewrite testdata/kinds.golden fro
 // and mistakes, so that the decoded settings, the problems and the warnings
 // of every kind are pinned. The golden file was first written by the
 // one-function decoder that the per-kind table replaced; any difference is a
-// change of behaviour and must be deliberate.
+// change of behaviour and must be deliberate. The cases "auto_event_type
+// where no kind derives" and "s3 logs only invalid types" were added with
+// the table: the old decoder panicked on the first and, on the second, left
+// non-cloudwatch-logs with no type (P7 is reported either way).
 var kindCases = []struct{ name, config string }{
 	{"eventbridge defaults", withServices("{service-events-all: {sqs_queue_name: q.fifo}}")},
 	{"eventbridge overrides", withServices(`{service-events-all: {sqs_queue_name: "https://sqs.eu-west-1.amazonaws.com/1/q.fifo", auto_event_type: "true", tag: 'my.{event_type}.{account_id}.{region_id}.{format_version}', sqs_max_messages: 3, sqs_wait_time_seconds: 0, sqs_visibility_timeout: 60, max_receive_count: 9, regions: [us-east-1, us-east-1], endpoints: {sqs: "http://localhost:4566", kinesis: "http://x"}, request_period_in_seconds: 30}}`)},
@@ -69,6 +72,8 @@ var kindCases = []struct{ name, config string }{
 	{"guardduty not a map", withServices("{aws-guardduty: 5}")},
 	{"input endpoints", "inputs:\n  aws:\n    id: 1\n    credentials: {}\n    regions: [eu-west-1]\n    endpoint_url: http://127.0.0.1:4566\n    endpoints: {s3: 'http://127.0.0.1:9000', cloudtrail: 'http://127.0.0.1:7000'}\n    services: {service-events-all: {sqs_queue_name: q, endpoints: {sqs: 'http://127.0.0.1:5000'}}, audit-events-all: {types: [audits_api]}}\n"},
 	{"every kind at once", withServices("{service-events-all: {sqs_queue_name: a.fifo}, sqs-cloudwatch-consumer: {sqs_queue_name: b.fifo}, audit-events-all: {types: [audits_s3], sqs_queue_name: c}, metrics-all: {metric_namespaces: [AWS/SQS]}, ec2: {}, non-cloudwatch-logs: {sqs_queue_name: d}, aws-guardduty: {}, cisco-umbrella: {sqs_queue_name: e}, cwl_1: {log_group: /}, m_1: {types: [metrics], metric_namespaces: [AWS/S3]}}")},
+	{"auto_event_type where no kind derives", withServices("{metrics-all: {metric_namespaces: [AWS/SQS], auto_event_type: 5}, cwl_1: {log_group: /, auto_event_type: true}, aws-guardduty: {auto_event_type: [1]}}")},
+	{"s3 logs only invalid types", withServices("{non-cloudwatch-logs: {sqs_queue_name: q, types: [nope]}}")},
 	{"services empty", withServices("{}")},
 	{"services not a map", withServices("[a]")},
 }
