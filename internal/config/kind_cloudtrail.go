@@ -18,6 +18,16 @@ const (
 
 const defCloudTrail = "audit-events-all"
 
+// CloudTrailSettings are the settings of audit-events-all. The walk
+// (GapUntilNow, TimeSlot, Sources) is read for both types so that a block
+// can switch between them; only audits_api uses it.
+type CloudTrailSettings struct {
+	GapUntilNow    time.Duration // gap_until_now_in_minutes, default 15 min: collect up to now − gap
+	TimeSlot       time.Duration // time_slot_in_hours, default 1 h: the size of one LookupEvents window
+	Sources        []string      // CloudTrail event sources, one lookup each; nil means all sources
+	DropEventNames []string      // eventName values dropped and counted as "dropped"
+}
+
 var cloudTrailAPIKind = &kindSpec{
 	kind: CloudTrailAPI, section: "C",
 	services:    []string{"audit-events-all"},
@@ -65,8 +75,7 @@ var ignoredQueuePart = part{
 var cloudTrailPart = part{
 	keys: keys("gap_until_now_in_minutes", "time_slot_in_hours", "sources", "drop_event_names"),
 	decode: func(b *block) {
-		s := b.s
-		s.GapUntilNow, s.TimeSlot = b.def.gap, b.def.slot
+		s := CloudTrailSettings{GapUntilNow: b.def.gap, TimeSlot: b.def.slot}
 		if gv, ok := b.get("gap_until_now_in_minutes"); ok {
 			switch {
 			case gv.kind != kInt:
@@ -105,5 +114,6 @@ var cloudTrailPart = part{
 				b.fail("C33", "drop_event_names")
 			}
 		}
+		b.s.CloudTrailSettings = s
 	},
 }

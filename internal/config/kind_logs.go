@@ -6,6 +6,12 @@ const Logs ServiceKind = "logs"
 
 const defCustomLogs = "custom.logs"
 
+// LogsSettings are the settings of a CloudWatch Logs service.
+type LogsSettings struct {
+	LogGroup                   string // a name, a prefix ending in "*", or "/" for all groups
+	UseFirstOptimizedRetrieval bool   // first run: read only the streams active since start_time
+}
+
 var logsKind = &kindSpec{
 	kind: Logs, section: "D",
 	custom:        true,
@@ -24,7 +30,7 @@ var logsKind = &kindSpec{
 var logsPart = part{
 	keys: keys("log_group", "use_first_optimized_retrieval"),
 	decode: func(b *block) {
-		s := b.s
+		var s LogsSettings
 		lv, ok := b.v.get("log_group")
 		switch {
 		case !ok || lv.empty():
@@ -41,5 +47,6 @@ var logsPart = part{
 				s.UseFirstOptimizedRetrieval = uv.b
 			}
 		}
+		b.s.LogsSettings = s
 	},
 }

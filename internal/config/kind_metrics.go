@@ -57,6 +57,14 @@ var metricsKind = &kindSpec{
 	},
 }
 
+// MetricsSettings are the settings of a CloudWatch metrics service. Its
+// period is Service.RequestPeriod, checked against the allowed CloudWatch
+// periods (E14).
+type MetricsSettings struct {
+	MetricNamespaces []string // metric_namespaces; ec2 defaults to AWS/EC2 and AWS/EC2Spot
+	MetricStatistics []string // extension metric_statistics, default Average, Sum, Minimum, Maximum, SampleCount
+}
+
 var metricStatistics = []string{"Average", "Sum", "Minimum", "Maximum", "SampleCount"}
 var percentile = regexp.MustCompile(`^p\d{1,2}(\.\d+)?$`)
 
@@ -65,8 +73,8 @@ var percentile = regexp.MustCompile(`^p\d{1,2}(\.\d+)?$`)
 var metricsPart = part{
 	keys: keys("metric_namespaces", "metric_statistics", "request_period_in_seconds"),
 	decode: func(b *block) {
-		s, def := b.s, b.def
-		s.MetricNamespaces = def.namespaces
+		def := b.def
+		s := MetricsSettings{MetricNamespaces: def.namespaces}
 		nv, ok := b.get("metric_namespaces")
 		switch {
 		case !ok || nv.kind == kList && len(nv.list) == 0:
@@ -97,12 +105,13 @@ var metricsPart = part{
 				s.MetricStatistics = list
 			}
 		}
-		s.RequestPeriod = 60 * time.Second
+		b.s.MetricsSettings = s
+		b.s.RequestPeriod = 60 * time.Second
 		if rv, ok := b.get("request_period_in_seconds"); ok {
 			if rv.kind != kInt || !validMetricPeriod(rv.i) {
 				b.fail("E14", "request_period_in_seconds")
 			} else {
-				s.RequestPeriod = seconds(int(rv.i))
+				b.s.RequestPeriod = seconds(int(rv.i))
 			}
 		}
 	},

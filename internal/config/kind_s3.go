@@ -25,6 +25,15 @@ const (
 	defUmbrella   = "cisco-umbrella"
 )
 
+// S3Settings are the settings of the S3+SQS log kinds.
+type S3Settings struct {
+	// TypeTagTemplates holds, for non-cloudwatch-logs, the template of each
+	// type ("flowlogs" → cloud.aws.vpc…, "cloudfrontlogs" → cloud.aws.cloudfront…):
+	// a file's classification picks the table. Nil for other services.
+	TypeTagTemplates  map[string]string
+	EventTypePatterns []Pattern // S3 key → event type, in file order
+}
+
 // s3LogPatterns is the built-in key map of non-cloudwatch-logs; both types
 // share it.
 var s3LogPatterns = []any{[]any{"flowlogs", `(^|/)vpcflowlogs/`}, []any{"logs", `(^|/)[A-Z0-9]+\.\d{4}-\d{2}-\d{2}-\d{2}\.[A-Za-z0-9]+\.gz$`}}

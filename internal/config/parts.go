@@ -1,9 +1,21 @@
 package config
 
-import "math"
+import (
+	"math"
+	"time"
+)
 
 // Settings blocks that several kinds share. A kind lists the ones it reads
 // in its registry entry (kindSpec.parts).
+
+// SQSSettings are the settings of the kinds that read an SQS queue.
+type SQSSettings struct {
+	QueueName            string        // SQS queue name or https:// URL
+	SQSMaxMessages       int           // extension sqs_max_messages, 1–10, default 10
+	SQSWaitTime          time.Duration // extension sqs_wait_time_seconds, 0–20 s, default 20 s
+	SQSVisibilityTimeout time.Duration // extension sqs_visibility_timeout, default 300 s
+	MaxReceiveCount      int           // extension max_receive_count: delete as poison after this many receives
+}
 
 // sqsPart reads the SQS queue of the kinds that consume one: the queue key
 // (A35–A37, B21–B23) and the SQS extensions.
@@ -12,12 +24,13 @@ var sqsPart = part{
 		return []string{def.queueKey, "sqs_max_messages", "sqs_wait_time_seconds", "sqs_visibility_timeout", "max_receive_count"}
 	},
 	decode: func(b *block) {
-		s := b.s
-		s.QueueName = b.queue()
-		s.SQSMaxMessages = b.d.integer(b.v, "sqs_max_messages", b.path, 10, 1, 10)
-		s.SQSWaitTime = seconds(b.d.integer(b.v, "sqs_wait_time_seconds", b.path, 20, 0, 20))
-		s.SQSVisibilityTimeout = seconds(b.d.integer(b.v, "sqs_visibility_timeout", b.path, 300, 1, 43200))
-		s.MaxReceiveCount = b.d.integer(b.v, "max_receive_count", b.path, 5, 1, math.MaxInt32)
+		b.s.SQSSettings = SQSSettings{
+			QueueName:            b.queue(),
+			SQSMaxMessages:       b.d.integer(b.v, "sqs_max_messages", b.path, 10, 1, 10),
+			SQSWaitTime:          seconds(b.d.integer(b.v, "sqs_wait_time_seconds", b.path, 20, 0, 20)),
+			SQSVisibilityTimeout: seconds(b.d.integer(b.v, "sqs_visibility_timeout", b.path, 300, 1, 43200)),
+			MaxReceiveCount:      b.d.integer(b.v, "max_receive_count", b.path, 5, 1, math.MaxInt32),
+		}
 	},
 }
 
