@@ -327,20 +327,21 @@ type builtin struct {
 }
 
 var (
-	builtinsOnce sync.Once
-	builtins     map[string]*builtin
+	builtinsMu sync.Mutex
+	builtins   = map[string]*builtin{}
 )
 
-// builtinFor returns the typed form of a definition. Values that fail the
-// checker are left zero; CheckDefinitions reports them.
+// builtinFor returns the typed form of a definition, made on first use.
+// Values that fail the checker are left zero; CheckDefinitions reports them.
 func builtinFor(name string) *builtin {
-	builtinsOnce.Do(func() {
-		builtins = make(map[string]*builtin, len(definitions))
-		for n, d := range definitions {
-			builtins[n] = makeBuiltin(d)
-		}
-	})
-	return builtins[name]
+	builtinsMu.Lock()
+	defer builtinsMu.Unlock()
+	b, ok := builtins[name]
+	if !ok {
+		b = makeBuiltin(definitions[name])
+		builtins[name] = b
+	}
+	return b
 }
 
 func makeBuiltin(def any) *builtin {

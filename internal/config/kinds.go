@@ -120,23 +120,33 @@ func init() {
 	definitions = map[string]any{}
 	definitionSections = map[string]string{}
 	for _, spec := range kinds {
-		if kindSpecs[spec.kind] != nil {
-			panic("config: service kind " + string(spec.kind) + " registered twice")
+		index(spec)
+	}
+}
+
+// index adds spec to the indexes over the registry. It panics on a kind or
+// definition registered twice and on a section without rows: coding
+// mistakes that must not reach a user.
+func index(spec *kindSpec) {
+	if kindSpecs[spec.kind] != nil {
+		panic("config: service kind " + string(spec.kind) + " registered twice")
+	}
+	if _, ok := sections[spec.section]; !ok {
+		panic("config: service kind " + string(spec.kind) + " has no catalogue section " + spec.section)
+	}
+	kindSpecs[spec.kind] = spec
+	for _, name := range spec.services {
+		predefined[name] = append(predefined[name], spec)
+	}
+	if spec.custom {
+		customs = append(customs, spec)
+	}
+	for name, def := range spec.definitions {
+		if _, dup := definitions[name]; dup {
+			panic("config: definition " + name + " registered twice")
 		}
-		kindSpecs[spec.kind] = spec
-		for _, name := range spec.services {
-			predefined[name] = append(predefined[name], spec)
-		}
-		if spec.custom {
-			customs = append(customs, spec)
-		}
-		for name, def := range spec.definitions {
-			if _, dup := definitions[name]; dup {
-				panic("config: definition " + name + " registered twice")
-			}
-			definitions[name] = map[string]any{"module_properties": def.props}
-			definitionSections[name] = def.section
-		}
+		definitions[name] = map[string]any{"module_properties": def.props}
+		definitionSections[name] = def.section
 	}
 }
 
