@@ -153,14 +153,6 @@ func index(spec *kindSpec) {
 // PredefinedServices returns the predefined service keys, sorted.
 func PredefinedServices() []string { return slices.Sorted(maps.Keys(predefined)) }
 
-// candidates are the kinds that may run the service key name.
-func candidates(name string, custom bool) []*kindSpec {
-	if custom {
-		return customs
-	}
-	return predefined[name]
-}
-
 // allowedTypes lists the types a service accepts (spec config.md §8).
 func allowedTypes(cands []*kindSpec) []string {
 	var out []string
@@ -243,8 +235,9 @@ var commonKeys = []string{"tag", "types", "regions", "endpoints", "request_perio
 func (d *decoder) service(name string, v *value, in *Input) *Service {
 	p := inputPath + ".services." + name
 	s := &Service{Name: name, bad: map[string]bool{}}
-	cands := candidates(name, false)
-	s.Custom = len(cands) == 0
+	// The kinds that may run the key: a predefined key's, or the custom ones.
+	cands, isPredefined := predefined[name]
+	s.Custom = !isPredefined
 	if s.Custom {
 		cands = customs
 	}
