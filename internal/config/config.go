@@ -279,8 +279,8 @@ type Service struct {
 
 	SQSMaxMessages       int
 	SQSWaitTime          time.Duration
-	SQSVisibilityTimeout time.Duration
-	MaxReceiveCount      int // extension max_receive_count: delete as poison after this many receives
+	SQSVisibilityTimeout time.Duration // 0: the queue's own VisibilityTimeout
+	MaxReceiveCount      int           // extension max_receive_count: delete as poison after this many receives
 
 	bad map[string]bool // keys whose type was already reported while decoding
 }

@@ -392,7 +392,8 @@ func (d *decoder) service(name string, v *value, in *Input) *Service {
 		d.queue(s, v, p, def.queueKey, rows)
 		s.SQSMaxMessages = d.integer(v, "sqs_max_messages", p, 10, 1, 10)
 		s.SQSWaitTime = seconds(d.integer(v, "sqs_wait_time_seconds", p, 20, 0, 20))
-		s.SQSVisibilityTimeout = seconds(d.integer(v, "sqs_visibility_timeout", p, 300, 1, 43200))
+		// 0 (absent): the queue's own VisibilityTimeout attribute applies.
+		s.SQSVisibilityTimeout = seconds(d.integer(v, "sqs_visibility_timeout", p, 0, 1, 43200))
 		s.MaxReceiveCount = d.integer(v, "max_receive_count", p, 5, 1, math.MaxInt32)
 	} else if kind == CloudTrailAPI {
 		if _, ok := v.get(def.queueKey); ok {

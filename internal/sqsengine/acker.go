@@ -29,6 +29,8 @@ type acker struct {
 	// order is set for FIFO queues: fates take effect in receive order
 	// within a message group (order.go).
 	order *groupOrder
+	// vis is the run's visibility timeout (Config.visibility).
+	vis time.Duration
 
 	stopCh   chan struct{}
 	stopOnce sync.Once
@@ -168,7 +170,7 @@ func (a *acker) decide(s settled, behind *time.Duration) (stays bool, vis time.D
 		// It will be received again (the redrive policy allows more
 		// receives than max_receive_count), hidden until then for the
 		// rest of its visibility timeout.
-		return true, cfg.VisibilityTimeout
+		return true, a.vis
 	}
 	a.deletes = append(a.deletes, op{m: m, poison: true, why: s.why})
 	return false, 0

@@ -21,7 +21,7 @@ import (
 )
 
 // Config tunes one engine. Zero values take the defaults in brackets; the
-// SQS keys of config.md §9 map onto MaxMessages, WaitTime and
+// SQS keys of config.md §9 map onto MaxMessages, WaitTime/NoLongPoll and
 // VisibilityTimeout, and max_receive_count onto MaxReceiveCount.
 type Config struct {
 	// Service and Region name the unit in logs and in the B27 error.
@@ -30,9 +30,19 @@ type Config struct {
 	// Queue is sqs_queue_name: a name, or a URL starting with https://.
 	Queue string
 
-	MaxMessages       int           // per receive, 1–10 [10]
-	WaitTime          time.Duration // long-poll wait, 0–20 s [20s]; a negative value means 0
-	VisibilityTimeout time.Duration // asked for at receive and renewed while in flight [300s]
+	MaxMessages int // per receive, 1–10 [10]
+	// WaitTime is the long-poll wait, up to 20 s [20s]. Zero means the
+	// default: to receive without waiting, set NoLongPoll.
+	WaitTime time.Duration
+	// NoLongPoll makes every receive return at once (WaitTimeSeconds 0),
+	// whatever WaitTime says.
+	NoLongPoll bool
+	// VisibilityTimeout is asked for at every receive and renewed to while
+	// a message is in flight. Zero means the queue's own VisibilityTimeout
+	// attribute (read when the queue is resolved), so that a message held
+	// by a process that died reappears when the queue's owner expects it.
+	// Either way it is at least 2 s and at most 12 h.
+	VisibilityTimeout time.Duration
 
 	Workers     int // handlers running at once [10]
 	MaxInFlight int // messages received and not yet given a fate [10 × Workers]
@@ -68,16 +78,16 @@ func (c *Config) defaults() {
 	if c.MaxMessages <= 0 || c.MaxMessages > 10 {
 		c.MaxMessages = 10
 	}
-	if c.WaitTime == 0 {
+	if c.WaitTime <= 0 {
 		c.WaitTime = 20 * time.Second
 	}
-	c.WaitTime = min(max(c.WaitTime, 0), 20*time.Second)
-	if c.VisibilityTimeout <= 0 {
-		c.VisibilityTimeout = 300 * time.Second
+	c.WaitTime = min(c.WaitTime, 20*time.Second)
+	if c.NoLongPoll {
+		c.WaitTime = 0
 	}
-	// SQS counts visibility in whole seconds, from 0 to 12 h; below 2 s the
-	// renewal at half the timeout could not keep up.
-	c.VisibilityTimeout = min(max(c.VisibilityTimeout.Round(time.Second), 2*time.Second), 12*time.Hour)
+	if c.VisibilityTimeout < 0 {
+		c.VisibilityTimeout = 0
+	}
 	if c.Workers <= 0 {
 		c.Workers = 10
 	}
@@ -111,6 +121,25 @@ func (c *Config) defaults() {
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
+}
+
+// defaultQueueVisibility is SQS's own default, used when a queue did not
+// report its VisibilityTimeout attribute.
+const defaultQueueVisibility = 30 * time.Second
+
+// visibility is the timeout the engine asks for and renews to on queue q:
+// Config.VisibilityTimeout when set, else the queue's attribute. SQS counts
+// it in whole seconds, up to 12 h; below 2 s the renewal at half the
+// timeout could not keep up, so it is raised to 2 s.
+func (c *Config) visibility(q Queue) time.Duration {
+	v := c.VisibilityTimeout
+	if v <= 0 {
+		v = q.VisibilityTimeout
+		if !q.HasVisibilityTimeout {
+			v = defaultQueueVisibility
+		}
+	}
+	return min(max(v.Round(time.Second), 2*time.Second), 12*time.Hour)
 }
 
 // Counters are the engine's running totals since it was made. Read them
@@ -204,6 +233,10 @@ type run struct {
 	out pipeline.Emitter
 	log *slog.Logger
 
+	// vis is the visibility timeout asked for at receive and renewed to
+	// (Config.visibility).
+	vis time.Duration
+
 	slots *slots
 	// shared takes messages of standard queues; lanes[i] takes the FIFO
 	// messages whose group hashes to worker i, so a group is handled in
@@ -248,11 +281,13 @@ func newRun(e *Engine, q Queue, out pipeline.Emitter) *run {
 	for i := range r.lanes {
 		r.lanes[i] = make(chan Message, cfg.MaxInFlight)
 	}
-	r.ext = newExtender(e, q)
+	r.vis = cfg.visibility(q)
+	r.ext = newExtender(e, q, r.vis)
 	if q.FIFO {
 		r.order = newGroupOrder()
 	}
 	r.acker = newAcker(e, q, r.slots, r.ext, r.order)
+	r.acker.vis = r.vis
 	return r
 }
 
@@ -295,7 +330,7 @@ func (r *run) run(ctx context.Context) error {
 	}
 
 	r.log.Info("sqs consumer started", "url", r.q.URL, "fifo", r.q.FIFO, "dead_letter_queue", r.q.DeadLetter,
-		"workers", cfg.Workers, "max_in_flight", cfg.MaxInFlight, "visibility_timeout", cfg.VisibilityTimeout)
+		"workers", cfg.Workers, "max_in_flight", cfg.MaxInFlight, "visibility_timeout", r.vis, "queue_visibility_timeout", r.q.VisibilityTimeout)
 	fatal := r.receive(ctx)
 
 	// Shutdown: no more receives. Queued messages are still handled and
@@ -363,7 +398,7 @@ func (r *run) receive(ctx context.Context) error {
 		}
 	}()
 	for ctx.Err() == nil {
-		if retry != nil && time.Since(retry.since) >= min(attemptIDLifetime, cfg.VisibilityTimeout) {
+		if retry != nil && time.Since(retry.since) >= min(attemptIDLifetime, r.vis) {
 			// SQS no longer honours the id, or the messages are visible
 			// again and a new receive gets them.
 			r.slots.release(retry.n)
@@ -386,7 +421,7 @@ func (r *run) receive(ctx context.Context) error {
 			QueueUrl:                    &r.q.URL,
 			MaxNumberOfMessages:         int32(n),
 			WaitTimeSeconds:             int32(cfg.WaitTime / time.Second),
-			VisibilityTimeout:           int32(cfg.VisibilityTimeout / time.Second),
+			VisibilityTimeout:           int32(r.vis / time.Second),
 			MessageSystemAttributeNames: attrs,
 			MessageAttributeNames:       []string{"All"},
 		}
