@@ -120,6 +120,10 @@ func (a *acker) run(ctx context.Context, fates <-chan settled) {
 // take handles a settled message: at once on a standard queue; on a FIFO
 // queue when every earlier message of its group has had its fate.
 func (a *acker) take(s settled) {
+	if s.release {
+		a.returns = append(a.returns, op{m: s.m, why: s.why, vis: 0})
+		return
+	}
 	if a.order == nil || s.m.GroupID == "" {
 		a.decide(s, nil)
 		return

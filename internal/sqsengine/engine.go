@@ -254,14 +254,33 @@ type run struct {
 	// the grace period.
 	workCtx    context.Context
 	cancelWork context.CancelFunc
+	// stopCtx is Run's context: once it ends, messages not yet started
+	// are released instead of handled.
+	stopCtx context.Context
+	// graceCtx ends Grace after Run's context does. The receive in
+	// progress at the stop is awaited until then, and so are the messages
+	// in flight.
+	graceCtx context.Context
+	// released counts the messages released at the stop (visibility 0).
+	released atomic.Int64
+	// receiveDone is closed when the receive loop has returned: no poll
+	// is in progress any more.
+	receiveDone chan struct{}
 }
 
-// settled is a message whose batch has settled.
+// settled is a message whose batch has settled, or (release) one that is
+// given back to the queue at once because the engine is stopping.
 type settled struct {
 	m   Message
 	ok  bool
 	why string // the failure, when !ok
 	err error  // the handler's error, if any
+	// release: the message was never handed to the handler (received or
+	// queued when the engine stopped). It is made visible again at once
+	// (visibility 0), outside the FIFO order bookkeeping: nothing of it
+	// reached an output, and SQS still holds its group back while an
+	// earlier message of the group is in flight.
+	release bool
 }
 
 func newRun(e *Engine, q Queue, out pipeline.Emitter) *run {
@@ -275,7 +294,8 @@ func newRun(e *Engine, q Queue, out pipeline.Emitter) *run {
 		shared: make(chan Message, cfg.MaxInFlight),
 		// Every message holds a slot until its fate is carried out, so no
 		// channel sized MaxInFlight can ever be full.
-		fates: make(chan settled, cfg.MaxInFlight),
+		fates:       make(chan settled, cfg.MaxInFlight),
+		receiveDone: make(chan struct{}),
 	}
 	r.lanes = make([]chan Message, cfg.Workers)
 	for i := range r.lanes {
@@ -293,8 +313,22 @@ func newRun(e *Engine, q Queue, out pipeline.Emitter) *run {
 
 func (r *run) run(ctx context.Context) error {
 	cfg := r.e.cfg
+	r.stopCtx = ctx
 	r.workCtx, r.cancelWork = context.WithCancel(context.WithoutCancel(ctx))
 	defer r.cancelWork()
+	graceCtx, endGrace := context.WithCancel(context.WithoutCancel(ctx))
+	defer endGrace()
+	r.graceCtx = graceCtx
+	graceTimer := make(chan *time.Timer, 1)
+	stopWatch := context.AfterFunc(ctx, func() { graceTimer <- time.AfterFunc(cfg.Grace, endGrace) })
+	defer func() {
+		if !stopWatch() {
+			// ctx ended: the grace timer exists (or is about to).
+			if t := <-graceTimer; t != nil {
+				t.Stop()
+			}
+		}
+	}()
 
 	// SQS calls that carry out fates and renew visibility go on during the
 	// grace period, so they run under their own context.
@@ -332,24 +366,24 @@ func (r *run) run(ctx context.Context) error {
 	r.log.Info("sqs consumer started", "url", r.q.URL, "fifo", r.q.FIFO, "dead_letter_queue", r.q.DeadLetter,
 		"workers", cfg.Workers, "max_in_flight", cfg.MaxInFlight, "visibility_timeout", r.vis, "queue_visibility_timeout", r.q.VisibilityTimeout)
 	fatal := r.receive(ctx)
+	close(r.receiveDone)
 
-	// Shutdown: no more receives. Queued messages are still handled and
-	// in-flight ones may settle until the grace period ends.
+	// Shutdown: no more receives. Queued messages that no worker started
+	// are released at once; started ones may settle until the grace period
+	// ends.
 	close(r.shared)
 	for _, l := range r.lanes {
 		close(l)
 	}
-	grace, cancelGrace := context.WithTimeout(context.WithoutCancel(ctx), cfg.Grace)
 	if n := r.slots.used(); n > 0 {
 		r.log.Info("sqs consumer stopping, waiting for messages in flight", "messages", n, "grace", cfg.Grace)
 	}
-	settledAll := r.slots.waitEmpty(grace)
-	cancelGrace()
+	settledAll := r.slots.waitEmpty(graceCtx)
 	r.cancelWork()
 	workers.Wait()
 	if !settledAll {
 		r.log.Warn("messages still in flight at shutdown, left to reappear after their visibility timeout",
-			"messages", r.slots.used())
+			"messages", r.slots.used(), "visibility_timeout", r.vis)
 	}
 	// The acker flushes what it holds (deletes of delivered messages)
 	// before it returns; the extender stops renewing at once.
@@ -360,6 +394,9 @@ func (r *run) run(ctx context.Context) error {
 			r.log.Warn("settled FIFO messages left behind an unsettled earlier message of their group, they will be received again",
 				"messages", n)
 		}
+	}
+	if n := r.released.Load(); n > 0 {
+		r.log.Info("sqs messages not started at shutdown released to the queue", "messages", n)
 	}
 	stopBG()
 	bgWG.Wait()
@@ -428,7 +465,12 @@ func (r *run) receive(ctx context.Context) error {
 		if attemptID != "" {
 			in.ReceiveRequestAttemptId = &attemptID
 		}
-		out, err := r.e.client.ReceiveMessage(ctx, in, noRetry)
+		// The long poll is not cut short by the stop: SQS may already have
+		// handed out messages to a poll the engine abandons, and those would
+		// stay hidden for the visibility timeout (holding a FIFO group back
+		// that long). It is awaited, at most until the grace period ends,
+		// and what it returns is released at once.
+		out, err := r.e.client.ReceiveMessage(r.graceCtx, in, noRetry)
 		if err != nil {
 			if ctx.Err() != nil {
 				if retry == nil {
@@ -469,6 +511,14 @@ func (r *run) receive(ctx context.Context) error {
 		c.Receives.Add(1)
 		got := time.Now()
 		r.slots.release(n - len(out.Messages))
+		if ctx.Err() != nil {
+			// Answered after the stop: nothing of it was started.
+			for _, sm := range out.Messages {
+				c.Received.Add(1)
+				r.releaseMessage(newMessage(sm))
+			}
+			return nil
+		}
 		msgs := make([]Message, len(out.Messages))
 		for i, sm := range out.Messages {
 			m := newMessage(sm)
@@ -553,10 +603,14 @@ func (r *run) worker(lane chan Message) {
 // handle runs the handler for one message. Its fate is decided when the
 // batch settles, not here: the worker moves on at once.
 func (r *run) handle(m Message) {
-	if r.workCtx.Err() != nil {
-		// The grace period is over: leave the message to reappear.
+	if r.stopCtx.Err() != nil {
+		// Stopping: a message no handler has started goes back to the
+		// queue at once, for the next process to take. Once the poll in
+		// progress has returned: released earlier, the poll would only
+		// take it again. It stays renewed meanwhile.
+		<-r.receiveDone
 		r.ext.remove(m.ReceiptHandle)
-		r.slots.release(1)
+		r.releaseMessage(m)
 		return
 	}
 	var herr error
@@ -580,6 +634,14 @@ func (r *run) handle(m Message) {
 	})
 	herr = r.callHandler(m, b)
 	b.Close()
+}
+
+// releaseMessage gives m back to the queue at once (visibility 0) through
+// the acker, which also gives its slot back.
+func (r *run) releaseMessage(m Message) {
+	r.released.Add(1)
+	// Never blocks: m holds a slot (see handle).
+	r.fates <- settled{m: m, release: true, why: "not started when the consumer stopped"}
 }
 
 func (r *run) callHandler(m Message, b *pipeline.Batch) (err error) {

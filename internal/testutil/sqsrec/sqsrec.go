@@ -16,11 +16,8 @@ type Receive struct {
 	WaitTimeSeconds   int32
 	VisibilityTimeout int32
 	Messages          int           // messages returned
-	Took              time.Duration // from the call to its return
+	Start, End        time.Time // when the call was made and when it returned
 	Err               error
-	// CtxDone reports whether the caller's context had ended when the call
-	// returned.
-	CtxDone bool
 }
 
 // API is the SQS API the engine uses (the same methods as
@@ -53,7 +50,7 @@ func (c *Client) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput
 	start := time.Now()
 	out, err := c.API.ReceiveMessage(ctx, in, optFns...)
 	r := Receive{WaitTimeSeconds: in.WaitTimeSeconds, VisibilityTimeout: in.VisibilityTimeout,
-		Took: time.Since(start), Err: err, CtxDone: ctx.Err() != nil}
+		Start: start, End: time.Now(), Err: err}
 	if out != nil {
 		r.Messages = len(out.Messages)
 	}
