@@ -35,8 +35,11 @@ type Config struct {
 	// default: to receive without waiting, set NoLongPoll.
 	WaitTime time.Duration
 	// NoLongPoll makes every receive return at once (WaitTimeSeconds 0),
-	// whatever WaitTime says.
+	// whatever WaitTime says. A receive that finds the queue empty is then
+	// followed by IdlePause, so an empty queue is not polled in a hot loop.
 	NoLongPoll bool
+	// IdlePause is the wait after an empty receive without long polling [1s].
+	IdlePause time.Duration
 	// VisibilityTimeout is asked for at every receive and renewed to while
 	// a message is in flight. Zero means the queue's own VisibilityTimeout
 	// attribute (read when the queue is resolved), so that a message held
@@ -84,6 +87,9 @@ func (c *Config) defaults() {
 	c.WaitTime = min(c.WaitTime, 20*time.Second)
 	if c.NoLongPoll {
 		c.WaitTime = 0
+	}
+	if c.IdlePause <= 0 {
+		c.IdlePause = time.Second
 	}
 	if c.VisibilityTimeout < 0 {
 		c.VisibilityTimeout = 0
@@ -166,6 +172,8 @@ type Cycle struct {
 	// InFlight is the number of messages received and not yet given a
 	// fate at the end of the cycle.
 	InFlight int
+	// Last is set on the call made when Run returns: no cycle follows.
+	Last bool
 }
 
 // Engine consumes one queue in one region. It implements pipeline.Source:
@@ -536,6 +544,9 @@ func (r *run) receive(ctx context.Context) error {
 		for _, m := range msgs {
 			r.dispatch(m)
 		}
+		if len(msgs) == 0 && cfg.WaitTime == 0 && !sleep(ctx, cfg.IdlePause) {
+			return nil
+		}
 	}
 	return nil
 }
@@ -659,7 +670,7 @@ func (r *run) cycles(stop <-chan struct{}) {
 	defer t.Stop()
 	start := time.Now()
 	var last [6]int64
-	report := func() {
+	report := func(final bool) {
 		now := time.Now()
 		cur := [6]int64{c.Receives.Load(), c.Received.Load(), c.Deleted.Load(), c.Returned.Load(), c.Poison.Load(), c.Errors.Load()}
 		if r.e.cfg.OnCycle != nil {
@@ -667,7 +678,7 @@ func (r *run) cycles(stop <-chan struct{}) {
 				Start: start, Elapsed: now.Sub(start),
 				Receives: cur[0] - last[0], Received: cur[1] - last[1], Deleted: cur[2] - last[2],
 				Returned: cur[3] - last[3], Poison: cur[4] - last[4], Errors: cur[5] - last[5],
-				InFlight: r.slots.used(),
+				InFlight: r.slots.used(), Last: final,
 			})
 		}
 		last, start = cur, now
@@ -677,9 +688,9 @@ func (r *run) cycles(stop <-chan struct{}) {
 	for {
 		select {
 		case <-t.C:
-			report()
+			report(false)
 		case <-stop:
-			report()
+			report(true)
 			return
 		}
 	}

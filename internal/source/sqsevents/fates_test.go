@@ -39,7 +39,7 @@ func TestSecurityHubFauxqs(t *testing.T) {
 	rec := newRecorder()
 	run := runPipeline(t, f.src, rec)
 	waitFor(t, time.Minute, "all messages deleted", func() bool {
-		return f.src.engine.Counters().Deleted.Load() >= int64(len(bodies))
+		return f.src.Engine().Counters().Deleted.Load() >= int64(len(bodies))
 	})
 	run.shutdown(t)
 
@@ -100,7 +100,7 @@ func TestBadBodiesFauxqs(t *testing.T) {
 	rec := newRecorder()
 	run := runPipeline(t, f.src, rec)
 	waitFor(t, time.Minute, "good messages deleted and bad ones deleted as poison", func() bool {
-		c := f.src.engine.Counters()
+		c := f.src.Engine().Counters()
 		return c.Deleted.Load() >= 20 && c.Poison.Load() >= 3
 	})
 	waitFor(t, 30*time.Second, "an empty queue", func() bool {
@@ -159,7 +159,7 @@ func TestBadBodyFIFOFauxqs(t *testing.T) {
 	rec := newRecorder()
 	run := runPipeline(t, f.src, rec)
 	waitFor(t, time.Minute, "six good messages deleted and one poison", func() bool {
-		c := f.src.engine.Counters()
+		c := f.src.Engine().Counters()
 		return c.Deleted.Load() >= 6 && c.Poison.Load() >= 1
 	})
 	run.shutdown(t)

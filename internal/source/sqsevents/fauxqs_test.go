@@ -89,16 +89,18 @@ func newFixture(t *testing.T, service, name, extra string, tune func(*sqsengine.
 		Log:       f.logs.logger(),
 		Stats:     f.unit,
 		Workers:   4,
-	}, func(c *sqsengine.Config) {
-		fastEngine(c)
-		if tune != nil {
-			tune(c)
-		}
+		// Short cycles, so the tests see several pull-cycle lines.
+		CycleInterval: 500 * time.Millisecond,
+		Tune: func(c *sqsengine.Config) {
+			fastEngine(c)
+			if tune != nil {
+				tune(c)
+			}
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	src.interval = 500 * time.Millisecond
 	f.src = src
 	return f
 }
@@ -164,12 +166,12 @@ func TestDeliveryFauxqs(t *testing.T) {
 			run := runPipeline(t, f.src, rec)
 			t.Cleanup(func() {
 				if t.Failed() {
-					c := f.src.engine.Counters()
+					c := f.src.Engine().Counters()
 					t.Logf("delivered %d, engine received %d deleted %d returned %d poison %d errors %d\nlogs:\n%s", len(rec.delivered()), c.Received.Load(), c.Deleted.Load(), c.Returned.Load(), c.Poison.Load(), c.Errors.Load(), f.logs.String())
 				}
 			})
 			waitFor(t, 2*time.Minute, "500 events delivered and deleted", func() bool {
-				return len(rec.delivered()) >= n && f.src.engine.Counters().Deleted.Load() >= n
+				return len(rec.delivered()) >= n && f.src.Engine().Counters().Deleted.Load() >= n
 			})
 			waitFor(t, 30*time.Second, "an empty queue", func() bool {
 				v, fl := fauxqs.MustQueueCounts(t, emu.SQS(), f.url)
@@ -222,7 +224,7 @@ func TestDeliveryFauxqs(t *testing.T) {
 					lastInGroup[g] = seq
 				}
 			}
-			if c := f.src.engine.Counters(); c.Deleted.Load() != n || c.Poison.Load() != 0 || c.Returned.Load() != 0 {
+			if c := f.src.Engine().Counters(); c.Deleted.Load() != n || c.Poison.Load() != 0 || c.Returned.Load() != 0 {
 				t.Errorf("engine: deleted %d, poison %d, returned %d; want %d, 0, 0",
 					c.Deleted.Load(), c.Poison.Load(), c.Returned.Load(), n)
 			}
@@ -301,7 +303,7 @@ func TestOneGroupOrderFauxqs(t *testing.T) {
 	rec := newRecorder()
 	run := runPipeline(t, f.src, rec)
 	waitFor(t, 2*time.Minute, "all events delivered and deleted", func() bool {
-		return len(rec.delivered()) >= n && f.src.engine.Counters().Deleted.Load() >= n
+		return len(rec.delivered()) >= n && f.src.Engine().Counters().Deleted.Load() >= n
 	})
 	run.shutdown(t)
 	var order []int

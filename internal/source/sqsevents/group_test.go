@@ -121,8 +121,8 @@ func TestGroupHandledSequentially(t *testing.T) {
 	src, err := newSource(Options{
 		Service: svc, Region: "us-east-1", InputName: "aws", SQS: client,
 		AccountID: func(context.Context) (string, error) { return "000000000000", nil },
-		Log:       quiet, Workers: 8,
-	}, fastEngine)
+		Log:       quiet, Workers: 8, Tune: fastEngine,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

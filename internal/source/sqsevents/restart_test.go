@@ -45,12 +45,12 @@ func TestRestartLosesNothingFauxqs(t *testing.T) {
 			run1 := runPipeline(t, f.src, rec1)
 			waitFor(t, time.Minute, "20 events delivered and more held", func() bool {
 				return len(rec1.delivered()) == first && rec1.heldCount() > 0 &&
-					f.src.engine.Counters().Deleted.Load() == first
+					f.src.Engine().Counters().Deleted.Load() == first
 			})
 			held := rec1.heldCount()
 			run1.shutdown(t)
 
-			deleted := f.src.engine.Counters().Deleted.Load()
+			deleted := f.src.Engine().Counters().Deleted.Load()
 			if deleted != first {
 				t.Fatalf("first run deleted %d messages, but only %d events were delivered", deleted, first)
 			}
@@ -78,7 +78,7 @@ func TestRestartLosesNothingFauxqs(t *testing.T) {
 			rec2 := newRecorder()
 			run2 := runPipeline(t, f.src, rec2)
 			waitFor(t, time.Minute, "every message deleted", func() bool {
-				return f.src.engine.Counters().Deleted.Load() >= n
+				return f.src.Engine().Counters().Deleted.Load() >= n
 			})
 			run2.shutdown(t)
 
