@@ -9,6 +9,7 @@ import (
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/awstest/fauxqs"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/pipetest"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/sqsrec"
 )
 
@@ -56,18 +57,18 @@ func TestStopDuringLongPollLeavesNothingHidden(t *testing.T) {
 		t.Fatalf("stopped run received %d and deleted %d, want 1 received during the stop and nothing deleted",
 			e.Counters().Received.Load(), e.Counters().Deleted.Load())
 	}
-	if n := sink.count("g-1"); n != 0 {
+	if n := sink.Count("g-1"); n != 0 {
 		t.Fatalf("a message received during the stop was handled (%d events)", n)
 	}
 
 	start := time.Now()
 	stop, _ := runEngine(t, e, out)
-	waitFor(t, 20*time.Second, "the group after the restart", func() bool {
-		return sink.count("g-1") == 1 && sink.count("g-2") == 1 && sink.count("g-3") == 1
+	pipetest.WaitFor(t, 20*time.Second, "the group after the restart", func() bool {
+		return sink.Count("g-1") == 1 && sink.Count("g-2") == 1 && sink.Count("g-3") == 1
 	})
 	t.Logf("group delivered %s after the restart", time.Since(start).Round(time.Millisecond))
 	stop()
-	if got := sink.deliveredOrder(); fmt.Sprint(got) != "[g-1 g-2 g-3]" {
+	if got := sink.Payloads(); fmt.Sprint(got) != "[g-1 g-2 g-3]" {
 		t.Errorf("delivered %v, want [g-1 g-2 g-3]", got)
 	}
 }
@@ -110,7 +111,7 @@ func TestStopReleasesMessagesNotStarted(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx, out) }()
-	waitFor(t, 20*time.Second, "the first message started", func() bool {
+	pipetest.WaitFor(t, 20*time.Second, "the first message started", func() bool {
 		select {
 		case <-started:
 			return true
@@ -118,7 +119,7 @@ func TestStopReleasesMessagesNotStarted(t *testing.T) {
 			return false
 		}
 	})
-	waitFor(t, 20*time.Second, "every message received", func() bool { return e.Counters().Received.Load() == 5 })
+	pipetest.WaitFor(t, 20*time.Second, "every message received", func() bool { return e.Counters().Received.Load() == 5 })
 	cancel()
 	close(release)
 	select {
@@ -147,9 +148,9 @@ func TestStopReleasesMessagesNotStarted(t *testing.T) {
 	}
 
 	stop, _ := runEngine(t, e, out)
-	waitFor(t, 20*time.Second, "every message after the restart", func() bool {
+	pipetest.WaitFor(t, 20*time.Second, "every message after the restart", func() bool {
 		for _, b := range bodies {
-			if sink.count(b) != 1 {
+			if sink.Count(b) != 1 {
 				return false
 			}
 		}

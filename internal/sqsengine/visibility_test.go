@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/awstest/fauxqs"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/pipetest"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/sqsrec"
 )
 
@@ -17,14 +18,14 @@ func TestVisibilityFollowsTheQueue(t *testing.T) {
 	sendBodies(t, c, url, []string{"held-7s"}, "")
 
 	out, sink := newTestPipeline(t, nil)
-	sink.hold = 7 * time.Second
+	sink.Delay = 7 * time.Second
 	rc := sqsrec.New(c)
 	e, err := New(rc, emitBody, Config{Service: "test", Region: fauxqs.Region, Queue: "vis-queue", WaitTime: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	stop, _ := runEngine(t, e, out)
-	waitFor(t, time.Minute, "deleted", func() bool { return e.Counters().Deleted.Load() == 1 })
+	pipetest.WaitFor(t, time.Minute, "deleted", func() bool { return e.Counters().Deleted.Load() == 1 })
 	stop()
 
 	if got := e.Counters().Received.Load(); got != 1 {
@@ -64,7 +65,7 @@ func TestVisibilityOverride(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop, _ := runEngine(t, e, out)
-	waitFor(t, time.Minute, "deleted", func() bool { return e.Counters().Deleted.Load() == 1 })
+	pipetest.WaitFor(t, time.Minute, "deleted", func() bool { return e.Counters().Deleted.Load() == 1 })
 	stop()
 	for _, r := range rc.Receives() {
 		if r.VisibilityTimeout != 7 {
