@@ -15,7 +15,7 @@ import (
 type Receive struct {
 	WaitTimeSeconds   int32
 	VisibilityTimeout int32
-	Messages          int           // messages returned
+	Messages          int       // messages returned
 	Start, End        time.Time // when the call was made and when it returned
 	Err               error
 }
