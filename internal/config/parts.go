@@ -13,7 +13,7 @@ type SQSSettings struct {
 	QueueName            string        // SQS queue name or https:// URL
 	SQSMaxMessages       int           // extension sqs_max_messages, 1–10, default 10
 	SQSWaitTime          time.Duration // extension sqs_wait_time_seconds, 0–20 s, default 20 s
-	SQSVisibilityTimeout time.Duration // extension sqs_visibility_timeout, default 300 s
+	SQSVisibilityTimeout time.Duration // extension sqs_visibility_timeout; 0 (absent): the queue's own VisibilityTimeout
 	MaxReceiveCount      int           // extension max_receive_count: delete as poison after this many receives
 }
 
@@ -28,7 +28,7 @@ var sqsPart = part{
 			QueueName:            b.queue(),
 			SQSMaxMessages:       b.d.integer(b.v, "sqs_max_messages", b.path, 10, 1, 10),
 			SQSWaitTime:          seconds(b.d.integer(b.v, "sqs_wait_time_seconds", b.path, 20, 0, 20)),
-			SQSVisibilityTimeout: seconds(b.d.integer(b.v, "sqs_visibility_timeout", b.path, 300, 1, 43200)),
+			SQSVisibilityTimeout: seconds(b.d.integer(b.v, "sqs_visibility_timeout", b.path, 0, 1, 43200)),
 			MaxReceiveCount:      b.d.integer(b.v, "max_receive_count", b.path, 5, 1, math.MaxInt32),
 		}
 	},
