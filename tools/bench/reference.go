@@ -165,34 +165,47 @@ func refWorker(ctx context.Context, rc refConfig, sqsc *sqs.Client, s3c *s3.Clie
 }
 
 // splitRecords calls f with each element of the top-level "Records" array,
-// in one pass over the bytes (strings and nesting tracked, nothing decoded).
+// in one pass over the bytes: strings and nesting are tracked, nothing is
+// decoded. Inside a string it jumps to the next quote with IndexByte (the
+// bulk of a record is strings), outside to the next structural byte.
 func splitRecords(doc []byte, f func([]byte) error) error {
 	i := bytes.Index(doc, []byte(`"Records"`))
 	if i < 0 {
 		return errors.New("no Records")
 	}
 	i = bytes.IndexByte(doc[i:], '[') + i + 1
-	depth, start, inStr := 0, -1, false
-	for ; i < len(doc); i++ {
-		c := doc[i]
-		if inStr {
-			switch c {
-			case '\\':
-				i++
-			case '"':
-				inStr = false
-			}
-			continue
+	depth, start := 0, -1
+	for i < len(doc) {
+		for i < len(doc) && !structural[doc[i]] {
+			i++
 		}
-		switch c {
+		if i == len(doc) {
+			break
+		}
+		switch doc[i] {
 		case '"':
-			inStr = true
+			// Skip the string: the next quote not escaped by an odd run of
+			// backslashes.
+			for {
+				k := bytes.IndexByte(doc[i+1:], '"')
+				if k < 0 {
+					return io.ErrUnexpectedEOF
+				}
+				i += k + 1
+				bs := 0
+				for p := i - 1; doc[p] == '\\'; p-- {
+					bs++
+				}
+				if bs%2 == 0 {
+					break
+				}
+			}
 		case '{', '[':
 			if depth == 0 {
 				start = i
 			}
 			depth++
-		case '}', ']':
+		default: // '}' or ']'
 			if depth == 0 {
 				return nil // the end of Records
 			}
@@ -203,9 +216,13 @@ func splitRecords(doc []byte, f func([]byte) error) error {
 				}
 			}
 		}
+		i++
 	}
 	return io.ErrUnexpectedEOF
 }
+
+// structural marks the bytes splitRecords stops at outside strings.
+var structural = [256]bool{'"': true, '{': true, '}': true, '[': true, ']': true}
 
 // eventSource is the service part of a record's "eventSource" (ec2 of
 // ec2.amazonaws.com).

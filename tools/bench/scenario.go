@@ -45,6 +45,7 @@ type scenario struct {
 type run struct {
 	Name    string
 	Wall    time.Duration // start of the process to the last event at the receiver with the queue empty
+	First   time.Duration // start of the process to the first event at the receiver
 	CPU     time.Duration // user + system of the process over Wall
 	PeakRSS int64         // bytes
 }
@@ -268,6 +269,9 @@ func runChild(ctx context.Context, name string, cmd *exec.Cmd, rcv *receiver, ev
 		}
 		if st, err := readProc(pid); err == nil {
 			last = st
+		}
+		if r.First == 0 && rcv.count() > 0 {
+			r.First = time.Since(start)
 		}
 		if verbose && time.Since(lastLog) >= time.Second {
 			lastLog = time.Now()
