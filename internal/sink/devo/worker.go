@@ -97,7 +97,7 @@ func (w *worker) run(ctx context.Context) (err error) {
 		if len(w.pending) == 0 {
 			w.pending = w.s.pool.take(w.pending, w.s.opts.BatchSize)
 		}
-		if len(w.pending) == 0 && !w.s.replaying.Load() && !w.closed {
+		if len(w.pending) == 0 && !w.s.dur.replaying() && !w.closed {
 			w.take(false, ctx)
 		}
 		if len(w.pending) == 0 {
@@ -105,7 +105,7 @@ func (w *worker) run(ctx context.Context) (err error) {
 				w.flush() // idle: nothing more to add to this write
 				continue
 			}
-			if w.closed && !w.s.replaying.Load() && w.s.pool.n.Load() == 0 && (w.c == nil || w.head == len(w.inflight)) {
+			if w.closed && !w.s.dur.replaying() && w.s.pool.n.Load() == 0 && (w.c == nil || w.head == len(w.inflight)) {
 				return nil
 			}
 			w.wait(ctx)
@@ -143,7 +143,7 @@ func (w *worker) take(block bool, ctx context.Context) {
 			return
 		}
 	}
-	w.evs = w.s.takeQueue(w.in, w.evs, w.s.opts.BatchSize)
+	w.evs = w.s.dur.take(w.in, w.evs, w.s.opts.BatchSize)
 	if len(w.evs) == 0 {
 		return
 	}
@@ -181,7 +181,7 @@ func (w *worker) nextDeadline() (time.Time, bool) {
 
 // wait blocks until there is something to do.
 func (w *worker) wait(ctx context.Context) {
-	if !w.s.replaying.Load() && !w.closed {
+	if !w.s.dur.replaying() && !w.closed {
 		w.take(true, ctx)
 		return
 	}
@@ -190,8 +190,8 @@ func (w *worker) wait(ctx context.Context) {
 		dead = w.c.dead.Done()
 	}
 	var replayDone <-chan struct{}
-	if w.s.replaying.Load() {
-		replayDone = w.s.replayChan()
+	if w.s.dur.replaying() {
+		replayDone = w.s.dur.replayChan()
 	}
 	var timer <-chan time.Time
 	if d, ok := w.nextDeadline(); ok {
