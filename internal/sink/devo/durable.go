@@ -14,7 +14,7 @@ import (
 // durable is the disk side of one output: the spool (events the output
 // could not send) and the write-ahead journal (events that ask for it,
 // those of FIFO SQS messages). The connection workers see it only through
-// take, replaying/replayDone and the pool it feeds.
+// take, replaying/replayChan and the lane (and pool) it feeds.
 //
 // Its contract:
 //
@@ -45,7 +45,8 @@ type durable struct {
 	spoolAfter time.Duration
 	log        *slog.Logger
 
-	pool       *pool
+	pool       *pool                         // events the spool refused
+	lane       *pool                         // replay and journal chunks, sent in order
 	down       func() bool                   // no connection can send now
 	fill       func(*pipeline.Queue) float64 // the queue's fill ratio
 	downNotify <-chan struct{}               // a token: the output went down
@@ -63,13 +64,14 @@ type durable struct {
 	spooled   atomic.Int64
 }
 
-func newDurable(opts *Options, log *slog.Logger, p *pool, down func() bool, fill func(*pipeline.Queue) float64, downNotify <-chan struct{}) *durable {
+func newDurable(opts *Options, log *slog.Logger, p, lane *pool, down func() bool, fill func(*pipeline.Queue) float64, downNotify <-chan struct{}) *durable {
 	return &durable{
 		spool:         opts.Spool,
 		journal:       opts.Journal,
 		spoolAfter:    opts.SpoolAfter,
 		log:           log,
 		pool:          p,
+		lane:          lane,
 		down:          down,
 		fill:          fill,
 		downNotify:    downNotify,
@@ -273,7 +275,8 @@ func (d *durable) followJournal(ctx context.Context) {
 }
 
 // sendChunk is the send function of a spool or journal replay: it hands a
-// chunk to the workers (through the pool) and returns a wait for its fate.
+// chunk to the workers (through the lane, which one connection at a time
+// takes from, so chunks arrive in order) and returns a wait for its fate.
 // delivered counts the events of the chunks that were (waits may run
 // concurrently).
 func (d *durable) sendChunk(ctx context.Context, delivered *atomic.Int64) func([]*pipeline.Event) func() error {
@@ -287,7 +290,7 @@ func (d *durable) sendChunk(ctx context.Context, delivered *atomic.Int64) func([
 		for i, ev := range evs {
 			items[i] = item{ev: ev, rc: rc}
 		}
-		d.pool.push(items)
+		d.lane.push(items)
 		n := int64(len(evs))
 		return func() error {
 			select {

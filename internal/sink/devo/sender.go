@@ -33,8 +33,18 @@ type Sender struct {
 	tls  *tls.Config
 	enc  wire.Encoder
 
-	in      atomic.Pointer[pipeline.Queue]
-	pool    pool
+	in atomic.Pointer[pipeline.Queue]
+	// pool holds events taken but not sent that need no order: resends of
+	// exiting workers, events the spool refused. lane holds the chunks of
+	// the spool replay and of the journal: one connection at a time takes
+	// from it (laneOwner, a worker id + 1; 0 when free) and keeps it until
+	// every lane event it took has settled or been handed back, so they
+	// reach the receiver in order even over several connections.
+	pool      pool
+	lane      pool
+	laneOwner atomic.Int32
+	// wakes has one channel per worker: a token means "look at the pools".
+	wakes   []chan struct{}
 	sampler sampler
 
 	// dur is the disk side: spool replay, the write-ahead journal,
@@ -74,8 +84,12 @@ func New(opts Options) (*Sender, error) {
 		lastAt:     time.Now(),
 	}
 	s.log = opts.Logger.With("output", opts.Name, "address", opts.Address, "port", opts.Port)
-	s.pool.notify = make(chan struct{}, 1)
-	s.dur = newDurable(&s.opts, s.log, &s.pool, s.down, s.fill, s.downNotify)
+	s.wakes = make([]chan struct{}, s.opts.Connections)
+	for i := range s.wakes {
+		s.wakes[i] = make(chan struct{}, 1)
+	}
+	s.pool.wake, s.lane.wake = s.wakeAll, s.wakeAll
+	s.dur = newDurable(&s.opts, s.log, &s.pool, &s.lane, s.down, s.fill, s.downNotify)
 	if opts.TLS {
 		cfg, err := tlsConfig(&s.opts)
 		if err != nil {
@@ -191,7 +205,7 @@ func (s *Sender) Run(ctx context.Context, in *pipeline.Queue) error {
 func (s *Sender) finish(in *pipeline.Queue) {
 	var evs []*pipeline.Event
 	var left []item
-	for _, it := range s.pool.takeAll() {
+	for _, it := range append(s.pool.takeAll(), s.lane.takeAll()...) {
 		if it.rc != nil {
 			s.settle(it, pipeline.Failed)
 			continue
@@ -268,13 +282,23 @@ func (s *Sender) Stats() Stats {
 	return st
 }
 
-// pool holds events taken but not sent: resends from dead connections of
-// exiting workers, spool replays, and events the spool refused.
+// wakeAll tells every worker to look at the pools.
+func (s *Sender) wakeAll() {
+	for _, c := range s.wakes {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// pool holds items taken but not sent, in order (see Sender.pool and
+// Sender.lane).
 type pool struct {
-	mu     sync.Mutex
-	items  []item
-	n      atomic.Int64
-	notify chan struct{}
+	mu    sync.Mutex
+	items []item
+	n     atomic.Int64
+	wake  func()
 }
 
 func (p *pool) push(items []item) {
@@ -282,10 +306,20 @@ func (p *pool) push(items []item) {
 	p.items = append(p.items, items...)
 	p.n.Store(int64(len(p.items)))
 	p.mu.Unlock()
-	select {
-	case p.notify <- struct{}{}:
-	default:
+	p.wake()
+}
+
+// pushFront puts items back before everything the pool holds: they were
+// taken from it earlier.
+func (p *pool) pushFront(items []item) {
+	if len(items) == 0 {
+		return
 	}
+	p.mu.Lock()
+	p.items = append(items[:len(items):len(items)], p.items...)
+	p.n.Store(int64(len(p.items)))
+	p.mu.Unlock()
+	p.wake()
 }
 
 func (p *pool) take(dst []item, max int) []item {
@@ -302,10 +336,7 @@ func (p *pool) take(dst []item, max int) []item {
 	more := rest > 0
 	p.mu.Unlock()
 	if more {
-		select {
-		case p.notify <- struct{}{}:
-		default:
-		}
+		p.wake()
 	}
 	return dst
 }

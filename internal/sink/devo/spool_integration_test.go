@@ -237,3 +237,56 @@ func openSpool(t *testing.T, dir string) *spool.Spool {
 	t.Cleanup(func() { sp.Close() })
 	return sp
 }
+
+// TestWriteAheadJournalOrderOverConnections: with several connections, the
+// journal is still sent in order (one connection at a time carries it), so
+// the first arrival of every write-ahead event at the receiver is in
+// journal order, as a FIFO message group needs.
+func TestWriteAheadJournalOrderOverConnections(t *testing.T) {
+	c := certs.New(t)
+	srv := rsyslog.Start(t, rsyslog.Options{Certs: c})
+	dir := t.TempDir()
+	o := testOpts(srv.TLSPort, c)
+	o.Spool, o.Journal = openSpool(t, dir+"/spool"), openSpool(t, dir+"/journal")
+	o.Connections = 4
+	s, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, s, 1000)
+	h.start(context.Background())
+	ctx := context.Background()
+	const n = 2000
+	for i := range n {
+		// One event at a time, as one FIFO group delivers them, with a
+		// burst now and then.
+		h.emitWith(ctx, true, [2]string{testTags[0], fmt.Sprintf(`{"fifo":%d}`, i)})
+		if i%50 == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	msgs := srv.WaitMessages(n, 30*time.Second)
+	var order []int
+	seen := map[int]bool{}
+	for _, m := range msgs {
+		var v struct{ Fifo int }
+		if err := json.Unmarshal([]byte(m.Payload()), &v); err != nil {
+			t.Fatalf("payload %q: %v", m.Payload(), err)
+		}
+		if !seen[v.Fifo] {
+			seen[v.Fifo] = true
+			order = append(order, v.Fifo)
+		}
+	}
+	if len(order) != n {
+		t.Fatalf("%d write-ahead events arrived, want %d", len(order), n)
+	}
+	for i := range order {
+		if order[i] != i {
+			t.Fatalf("write-ahead event %d arrived in place %d over %d connections: the journal is not sent in order", order[i], i, o.Connections)
+		}
+	}
+	if err := h.finish(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
