@@ -7,8 +7,9 @@
 // time and takes events from the same pipeline.Queue only while it can
 // send, so an output that is down becomes backpressure. An event is settled
 // Delivered when its bytes were written and the connection was still alive
-// AckSettle later, or when it was durably spooled; events written to a
-// connection that died inside that window are resent on the next one.
+// AckSettle later, or when it was durably spooled or journaled (durable.go);
+// events written to a connection that died inside that window are resent on
+// the next one.
 package devo
 
 import (
