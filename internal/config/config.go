@@ -83,9 +83,11 @@ type Output struct {
 	HandshakeProbeTimeout, AckSettle, InactivityTimeout, MaxConnectionAge time.Duration
 
 	SpoolMaxBytes int64 // extension spool_max_size_in_mb, default 1024 MiB
-	// WriteAhead: extension write_ahead, default false. Events that ask for
-	// it (FIFO SQS services) are journaled on disk and count as delivered
-	// then; the output sends them from the journal.
+	// WriteAhead: extension write_ahead, default true. Events that ask for
+	// it (those of FIFO SQS messages) are journaled on disk and count as
+	// delivered then; the output sends them from the journal. false makes
+	// them wait for ack_settle like any other event, which holds a FIFO
+	// message group to about one message per ack_settle.
 	WriteAhead bool
 
 	Destination, Format string // console/stdout: destination; format "devo_line" (default) | "json"

@@ -463,7 +463,7 @@ func (d *decoder) output(name string, v *value) *Output {
 	o.InactivityTimeout = d.duration(cfg, "inactivity_timeout", cp, 30*time.Second)
 	o.MaxConnectionAge = d.duration(cfg, "max_connection_age", cp, time.Hour)
 	o.SpoolMaxBytes = int64(d.integer(cfg, "spool_max_size_in_mb", cp, 1024, 0, math.MaxInt32)) << 20
-	o.WriteAhead = d.boolean(cfg, "write_ahead", cp, false)
+	o.WriteAhead = d.boolean(cfg, "write_ahead", cp, true)
 	return o
 }
 

@@ -252,17 +252,17 @@ func TestRuntimeError(t *testing.T) {
 }
 
 // TestWriteAheadKey: the output extension key write_ahead is read (default
-// false) and a value that is not a boolean is a typed error at its path.
+// true, false turns it off) and a value that is not a boolean is a typed error at its path.
 func TestWriteAheadKey(t *testing.T) {
-	c, errs := load(t, "config.yaml", withOutputs("{r: {type: relay, config: {address: h, port: 13000, type: TCP, write_ahead: true}}}"))
+	c, errs := load(t, "config.yaml", withOutputs("{r: {type: relay, config: {address: h, port: 13000, type: TCP, write_ahead: false}}}"))
 	if len(errs) != 0 {
 		t.Fatalf("errors: %v", errs)
 	}
-	if len(c.Outputs) != 1 || !c.Outputs[0].WriteAhead {
-		t.Fatalf("write_ahead: true not read: %+v", c.Outputs)
+	if len(c.Outputs) != 1 || c.Outputs[0].WriteAhead {
+		t.Fatalf("write_ahead: false not read: %+v", c.Outputs)
 	}
 	c, errs = load(t, "config.yaml", withOutputs("{r: {type: relay, config: {address: h, port: 13000, type: TCP}}}"))
-	if len(errs) != 0 || c.Outputs[0].WriteAhead {
+	if len(errs) != 0 || !c.Outputs[0].WriteAhead {
 		t.Fatalf("write_ahead default: %v %v", errs, c.Outputs[0].WriteAhead)
 	}
 	_, errs = load(t, "config.yaml", withOutputs("{r: {type: relay, config: {address: h, port: 13000, type: TCP, write_ahead: sometimes}}}"))

@@ -48,7 +48,7 @@ func TestMain(m *testing.M) {
 // env is one test's world: fauxqs, an optional rsyslog, and a collector
 // directory (<dir>/config/config.yaml, <dir>/certs, <dir>/state).
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	emu  *fauxqs.Server
 	sqs  *sqs.Client
 	s3   *s3.Client
@@ -56,7 +56,7 @@ type env struct {
 	cert *certs.Set
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	emu := fauxqs.Start(t)
 	dir := t.TempDir()
@@ -118,8 +118,14 @@ type proc struct {
 
 func (e *env) start(cfgPath string) *proc {
 	e.t.Helper()
+	return e.startBin(collectorBin, cfgPath)
+}
+
+// startBin starts the collector binary bin with the config at cfgPath.
+func (e *env) startBin(bin, cfgPath string) *proc {
+	e.t.Helper()
 	p := &proc{done: make(chan struct{})}
-	p.cmd = exec.Command(collectorBin, "run", "--config", cfgPath)
+	p.cmd = exec.Command(bin, "run", "--config", cfgPath)
 	p.cmd.Dir = e.dir
 	p.cmd.Stdout = &p.output
 	p.cmd.Stderr = &p.output
@@ -184,7 +190,7 @@ func (e *env) pending(url string) int {
 }
 
 // eventually polls cond until it holds or d passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
@@ -242,7 +248,7 @@ func httpGet(t *testing.T, url string, status int) string {
 	return string(b)
 }
 
-func terminate(t *testing.T, p *proc) {
+func terminate(t testing.TB, p *proc) {
 	t.Helper()
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

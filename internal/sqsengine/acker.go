@@ -53,18 +53,14 @@ func newAcker(e *Engine, q Queue, s *slots, x *extender, order *groupOrder) *ack
 	return &acker{e: e, q: q, slots: s, ext: x, order: order, stopCh: make(chan struct{}), sem: make(chan struct{}, maxConcurrentCalls)}
 }
 
-// fifoDeleteFlush caps DeleteFlush on FIFO queues: SQS holds a message
-// group back until its messages are deleted, so every millisecond a delete
-// waits for company is a millisecond the group stands still, and the
-// messages of one receive mostly settle together anyway.
-const fifoDeleteFlush = 10 * time.Millisecond
-
-// flushAfter is how long a fate may wait to be batched with others.
-func (a *acker) flushAfter() time.Duration {
-	if a.q.FIFO {
-		return min(a.e.cfg.DeleteFlush, fifoDeleteFlush)
-	}
-	return a.e.cfg.DeleteFlush
+// flushWhenIdle reports whether fates go out as soon as no other fate is
+// waiting, instead of after DeleteFlush. So they do on FIFO queues: SQS
+// holds a message group back until its messages are deleted, so every
+// millisecond a delete waits for company is a millisecond the group stands
+// still. Batches still form under load: while maxConcurrentCalls calls are
+// running, spawn blocks and the fates that arrive meanwhile pile up.
+func (a *acker) flushWhenIdle(fates <-chan settled) bool {
+	return a.q.FIFO && len(fates) == 0
 }
 
 // stop makes run flush what it holds, without retries, and return.
@@ -90,8 +86,11 @@ func (a *acker) run(ctx context.Context, fates <-chan settled) {
 			if len(a.deletes) >= 10 || len(a.returns) >= 10 {
 				a.flush(ctx, false)
 			}
+			if a.flushWhenIdle(fates) {
+				a.flush(ctx, true)
+			}
 			if !armed && len(a.deletes)+len(a.returns) > 0 {
-				flush.Reset(a.flushAfter())
+				flush.Reset(a.e.cfg.DeleteFlush)
 				armed = true
 			}
 		case <-flush.C:

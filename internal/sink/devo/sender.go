@@ -7,8 +7,9 @@
 // time and takes events from the same pipeline.Queue only while it can
 // send, so an output that is down becomes backpressure. An event is settled
 // Delivered when its bytes were written and the connection was still alive
-// AckSettle later, or when it was durably spooled; events written to a
-// connection that died inside that window are resent on the next one.
+// AckSettle later, or when it was durably spooled or journaled (durable.go);
+// events written to a connection that died inside that window are resent on
+// the next one.
 package devo
 
 import (
@@ -33,22 +34,23 @@ type Sender struct {
 	tls  *tls.Config
 	enc  wire.Encoder
 
-	in      atomic.Pointer[pipeline.Queue]
-	pool    pool
+	in atomic.Pointer[pipeline.Queue]
+	// pool holds events taken but not sent that need no order: resends of
+	// exiting workers, events the spool refused. lane holds the chunks of
+	// the spool replay and of the journal: one connection at a time takes
+	// from it (laneOwner, a worker id + 1; 0 when free) and keeps it until
+	// every lane event it took has settled or been handed back, so they
+	// reach the receiver in order even over several connections.
+	pool      pool
+	lane      pool
+	laneOwner atomic.Int32
+	// wakes has one channel per worker: a token means "look at the pools".
+	wakes   []chan struct{}
 	sampler sampler
 
-	// replayMu orders three things: taking from the queue, spooling from it
-	// while the output is down, and a spool replay starting or ending. The
-	// spool only ever holds events older than anything queued, so while a
-	// replay runs nothing is taken from the queue.
-	replayMu   sync.Mutex
-	replaying  atomic.Bool
-	replayDone chan struct{} // closed when the current replay ends (replayMu)
-	replays    sync.WaitGroup
-
-	journalNotify chan struct{} // a token: something was journaled
-	journaled     atomic.Int64
-	journalErrAt  time.Time // last "journal refused" log line (replayMu)
+	// dur is the disk side: spool replay, the write-ahead journal,
+	// spooling while down (durable.go).
+	dur *durable
 
 	everHealthy atomic.Bool // some connection passed the start-up probe
 	up          atomic.Int32
@@ -56,7 +58,6 @@ type Sender struct {
 	connects    atomic.Int64
 
 	sent    atomic.Int64
-	spooled atomic.Int64
 	statsMu sync.Mutex
 	lastAt  time.Time
 	lastN   int64
@@ -77,15 +78,19 @@ func New(opts Options) (*Sender, error) {
 		return nil, fmt.Errorf("output port %d is out of range 1-65535", opts.Port)
 	}
 	s := &Sender{
-		opts:          opts,
-		enc:           wire.NewEncoder(opts.Format, opts.Hostname),
-		downNotify:    make(chan struct{}, 1),
-		journalNotify: make(chan struct{}, 1),
-		stopBg:        make(chan struct{}),
-		lastAt:        time.Now(),
+		opts:       opts,
+		enc:        wire.NewEncoder(opts.Format, opts.Hostname),
+		downNotify: make(chan struct{}, 1),
+		stopBg:     make(chan struct{}),
+		lastAt:     time.Now(),
 	}
 	s.log = opts.Logger.With("output", opts.Name, "address", opts.Address, "port", opts.Port)
-	s.pool.notify = make(chan struct{}, 1)
+	s.wakes = make([]chan struct{}, s.opts.Connections)
+	for i := range s.wakes {
+		s.wakes[i] = make(chan struct{}, 1)
+	}
+	s.pool.wake, s.lane.wake = s.wakeAll, s.wakeAll
+	s.dur = newDurable(&s.opts, s.log, &s.pool, &s.lane, s.down, s.fill, s.downNotify)
 	if opts.TLS {
 		cfg, err := tlsConfig(&s.opts)
 		if err != nil {
@@ -135,20 +140,9 @@ type item struct {
 	rc *replayChunk
 }
 
-type replayChunk struct {
-	left   atomic.Int64
-	failed atomic.Int64
-	done   chan struct{}
-}
-
 func (s *Sender) settle(it item, f pipeline.Fate) {
 	if it.rc != nil {
-		if f != pipeline.Delivered {
-			it.rc.failed.Add(1)
-		}
-		if it.rc.left.Add(-1) == 0 {
-			close(it.rc.done)
-		}
+		it.rc.settle(f)
 		return
 	}
 	s.in.Load().Settle(it.ev, f)
@@ -176,26 +170,7 @@ func (s *Sender) Run(ctx context.Context, in *pipeline.Queue) error {
 		workers[i] = s.newWorker(i, in)
 	}
 
-	var aux sync.WaitGroup
-	if s.opts.Spool != nil && s.opts.Spool.Len() > 0 {
-		s.replayMu.Lock()
-		s.startReplayLocked(runCtx)
-		s.replayMu.Unlock()
-	}
-	if s.opts.Spool != nil {
-		aux.Add(1)
-		go func() {
-			defer aux.Done()
-			s.spoolWhileDown(runCtx, in, cancel)
-		}()
-	}
-	if s.opts.Journal != nil {
-		aux.Add(1)
-		go func() {
-			defer aux.Done()
-			s.sendJournal(runCtx)
-		}()
-	}
+	s.dur.start(runCtx, in, cancel)
 
 	var (
 		wg    sync.WaitGroup
@@ -218,8 +193,7 @@ func (s *Sender) Run(ctx context.Context, in *pipeline.Queue) error {
 	}
 	wg.Wait()
 	cancel()
-	aux.Wait()
-	s.replays.Wait()
+	s.dur.wait()
 	close(s.stopBg)
 	s.bg.Wait()
 	s.finish(in)
@@ -232,334 +206,28 @@ func (s *Sender) Run(ctx context.Context, in *pipeline.Queue) error {
 func (s *Sender) finish(in *pipeline.Queue) {
 	var evs []*pipeline.Event
 	var left []item
-	for _, it := range s.pool.takeAll() {
+	for _, it := range append(s.pool.takeAll(), s.lane.takeAll()...) {
 		if it.rc != nil {
 			s.settle(it, pipeline.Failed)
 			continue
 		}
 		left = append(left, it)
 	}
-	queued := in.TryGet(nil, 1<<30)
-	if s.opts.Journal != nil {
-		var journaled []*pipeline.Event
-		s.replayMu.Lock()
-		queued, journaled = s.journalLocked(queued)
-		s.replayMu.Unlock()
-		s.settleJournaled(in, journaled)
-	}
-	for _, ev := range queued {
+	for _, ev := range s.dur.journalRest(in, in.TryGet(nil, 1<<30)) {
 		left = append(left, item{ev: ev})
 	}
 	if len(left) == 0 {
 		return
 	}
+	for _, it := range left {
+		evs = append(evs, it.ev)
+	}
 	fate := pipeline.Failed
-	if s.opts.Spool != nil {
-		for _, it := range left {
-			evs = append(evs, it.ev)
-		}
-		if err := s.opts.Spool.Append(evs); err != nil {
-			s.log.Error("spool unsent events at shutdown failed", "events", len(evs), "err", err)
-		} else {
-			fate = pipeline.Delivered
-			s.spooled.Add(int64(len(evs)))
-			s.log.Info("spooled unsent events at shutdown", "events", len(evs))
-		}
-	} else {
-		s.log.Warn("events unsent at shutdown and no spool", "events", len(left))
+	if s.dur.spoolRest(evs) {
+		fate = pipeline.Delivered
 	}
 	for _, it := range left {
 		s.settle(it, fate)
-	}
-}
-
-// A replay keeps up to replayWindow spool chunks (of at most 1,000 events
-// or 4 MiB each) in flight, and reads no new one past replayMaxBytes:
-// each chunk waits ack_settle after its last write, so one chunk at a time
-// would replay about a chunk per second.
-//
-// The journal is followed with a far larger window of chunks: it is sent as
-// events trickle in, often one FIFO message (one event) per chunk, and
-// every chunk waits ack_settle, so a window of 32 would cap one group at 32
-// events per ack_settle. replayMaxBytes still bounds its memory.
-const (
-	replayWindow   = 32
-	journalWindow  = 4096
-	replayMaxBytes = 64 << 20
-)
-
-// closedChan is returned for "no replay runs": it never blocks.
-var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
-
-// startReplayLocked starts sending the spool (with replayMu held) unless a
-// replay already runs. From now on nothing is taken from the queue until the
-// spool is empty: its events are older than anything queued.
-func (s *Sender) startReplayLocked(ctx context.Context) {
-	if s.replaying.Load() {
-		return
-	}
-	s.replaying.Store(true)
-	s.replayDone = make(chan struct{})
-	s.replays.Add(1)
-	go s.replay(ctx)
-}
-
-// replayChan is closed when the current replay ends; it is closed already
-// when none runs.
-func (s *Sender) replayChan() <-chan struct{} {
-	s.replayMu.Lock()
-	defer s.replayMu.Unlock()
-	if !s.replaying.Load() {
-		return closedChan
-	}
-	return s.replayDone
-}
-
-// takeQueue takes up to max events from in, or nothing while a replay runs.
-func (s *Sender) takeQueue(in *pipeline.Queue, dst []*pipeline.Event, max int) []*pipeline.Event {
-	var journaled []*pipeline.Event
-	s.replayMu.Lock()
-	if s.replaying.Load() {
-		s.replayMu.Unlock()
-		return dst[:0]
-	}
-	dst = in.TryGet(dst, max)
-	if s.opts.Journal != nil {
-		dst, journaled = s.journalLocked(dst)
-	}
-	s.replayMu.Unlock()
-	s.settleJournaled(in, journaled)
-	return dst
-}
-
-// journalLocked (replayMu held, so journal order is queue order) appends
-// the WriteAhead events of evs to the journal. It returns the others, in
-// evs's array, and the journaled ones, which the caller reports with
-// settleJournaled once it let go of replayMu (a batch's done callback must
-// not run under it). If the journal refuses, every event stays in rest, to
-// be sent directly.
-func (s *Sender) journalLocked(evs []*pipeline.Event) (rest, journaled []*pipeline.Event) {
-	var wa []*pipeline.Event
-	for _, ev := range evs {
-		if ev.WriteAhead {
-			wa = append(wa, ev)
-		}
-	}
-	if len(wa) == 0 {
-		return evs, nil
-	}
-	if err := s.opts.Journal.Append(wa); err != nil {
-		if time.Since(s.journalErrAt) >= time.Minute {
-			s.journalErrAt = time.Now()
-			s.log.Error("write-ahead journal refused events; sending them directly", "events", len(wa), "err", err)
-		}
-		return evs, nil
-	}
-	rest = evs[:0]
-	for _, ev := range evs {
-		if !ev.WriteAhead {
-			rest = append(rest, ev)
-		}
-	}
-	clear(evs[len(rest):])
-	return rest, wa
-}
-
-// settleJournaled reports journaled events Delivered and wakes the journal's
-// sender. Nothing here touches them again.
-func (s *Sender) settleJournaled(in *pipeline.Queue, evs []*pipeline.Event) {
-	if len(evs) == 0 {
-		return
-	}
-	for _, ev := range evs {
-		in.Settle(ev, pipeline.Delivered)
-	}
-	s.journaled.Add(int64(len(evs)))
-	select {
-	case s.journalNotify <- struct{}{}:
-	default:
-	}
-}
-
-// sendJournal sends the write-ahead journal, oldest first, and what is
-// journaled while it runs, until ctx ends. What is unsent then stays
-// journaled for the next run. It runs beside the queue: journaled events need
-// no order against it.
-func (s *Sender) sendJournal(ctx context.Context) {
-	var total atomic.Int64
-	for {
-		err := s.opts.Journal.Follow(ctx, journalWindow, replayMaxBytes, s.journalNotify, s.sendChunk(ctx, &total))
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			s.log.Error("sending the write-ahead journal failed; retrying", "err", err)
-		}
-		if !wait(ctx, time.Second) {
-			return
-		}
-	}
-}
-
-// sendChunk is the send function of a spool or journal replay: it hands a
-// chunk to the workers (through the pool) and returns a wait for its fate.
-// delivered counts the events of the chunks that were (waits may run
-// concurrently).
-func (s *Sender) sendChunk(ctx context.Context, delivered *atomic.Int64) func([]*pipeline.Event) func() error {
-	return func(evs []*pipeline.Event) func() error {
-		if len(evs) == 0 {
-			return func() error { return nil }
-		}
-		rc := &replayChunk{done: make(chan struct{})}
-		rc.left.Store(int64(len(evs)))
-		items := make([]item, len(evs))
-		for i, ev := range evs {
-			items[i] = item{ev: ev, rc: rc}
-		}
-		s.pool.push(items)
-		n := int64(len(evs))
-		return func() error {
-			select {
-			case <-rc.done:
-				if f := rc.failed.Load(); f > 0 {
-					return fmt.Errorf("%d replayed events not delivered", f)
-				}
-				delivered.Add(n)
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-	}
-}
-
-// replay sends the spool's events before anything from the queue: at start,
-// and during the run once events were spooled while the output was down. A
-// chunk is removed from the spool only when every event of it was
-// delivered. Events spooled meanwhile are sent by another pass; the replay
-// ends when the spool is empty, or on an error (the rest stays spooled; a
-// later replay starts once the output is up).
-func (s *Sender) replay(ctx context.Context) {
-	defer s.replays.Done()
-	var total atomic.Int64
-	var err error
-	for {
-		n := s.opts.Spool.Len()
-		s.log.Info("replaying spooled events", "events", n)
-		err = s.opts.Spool.ReplayWindow(ctx, replayWindow, replayMaxBytes, s.sendChunk(ctx, &total))
-		s.replayMu.Lock()
-		if err == nil && ctx.Err() == nil && s.opts.Spool.Len() > 0 {
-			s.replayMu.Unlock()
-			continue // spooled while this pass ran
-		}
-		s.replaying.Store(false)
-		close(s.replayDone)
-		s.replayMu.Unlock()
-		break
-	}
-	switch {
-	case err != nil && ctx.Err() == nil:
-		s.log.Error("spool replay failed; the rest stays spooled", "err", err)
-	case err == nil:
-		s.log.Info("spool replay done", "events", total.Load())
-	}
-}
-
-// spoolWhileDown moves events to the spool while no connection works
-// (down), so nothing waits on a receiver that is away. Spooled events are
-// Delivered.
-//
-//   - During the run: from the queue once it has stayed full for
-//     SpoolAfter, so the sources keep moving during a long outage.
-//   - Once the queue is closed (shutdown): everything at once. It calls
-//     stop, which ends the workers; they hand what they hold (pending,
-//     buffered, written but unsettled) to the pool, and Run's finish spools
-//     that with what is still queued. While the output is up the workers
-//     drain normally; this acts only if it is down then or goes down later.
-//
-// The workers settle only what they sent before stop, finish only what they
-// gave back or left queued, so each event gets one fate.
-func (s *Sender) spoolWhileDown(ctx context.Context, in *pipeline.Queue, stop context.CancelFunc) {
-	tick := time.NewTicker(250 * time.Millisecond)
-	defer tick.Stop()
-	closed := in.Closed()
-	shutdown := false
-	var fullSince time.Time
-	var buf []*pipeline.Event
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		case <-s.downNotify:
-		case <-closed:
-			closed, shutdown = nil, true
-		}
-		if shutdown && s.down() {
-			s.log.Debug("queue closed with the output down; spooling what is left now")
-			stop()
-			return
-		}
-		if !s.down() && !shutdown && !s.replaying.Load() && s.opts.Spool.Len() > 0 {
-			// A replay that failed left events behind: send them now.
-			s.replayMu.Lock()
-			s.startReplayLocked(ctx)
-			s.replayMu.Unlock()
-		}
-		if !s.down() || !s.queueFull(in) {
-			fullSince = time.Time{}
-			continue
-		}
-		if fullSince.IsZero() {
-			fullSince = time.Now()
-		}
-		if time.Since(fullSince) < s.opts.SpoolAfter {
-			continue
-		}
-		total := 0
-		for s.down() && s.queueAbove(in, 0.5) && ctx.Err() == nil {
-			s.replayMu.Lock()
-			buf = in.TryGet(buf, 1024)
-			if len(buf) == 0 {
-				s.replayMu.Unlock()
-				break
-			}
-			var journaled []*pipeline.Event
-			if s.opts.Journal != nil {
-				// Write-ahead events go to the journal, as always: in the
-				// spool they could overtake older journaled ones.
-				buf, journaled = s.journalLocked(buf)
-			}
-			if len(buf) == 0 {
-				s.replayMu.Unlock()
-				s.settleJournaled(in, journaled)
-				continue
-			}
-			if err := s.opts.Spool.Append(buf); err != nil {
-				s.replayMu.Unlock()
-				s.settleJournaled(in, journaled)
-				s.log.Error("spool events while the output is down failed", "events", len(buf), "err", err)
-				items := make([]item, len(buf))
-				for i, ev := range buf {
-					items[i] = item{ev: ev}
-				}
-				s.pool.push(items)
-				break
-			}
-			// They go out before anything still queued, once the output
-			// is back.
-			s.startReplayLocked(ctx)
-			s.replayMu.Unlock()
-			s.settleJournaled(in, journaled)
-			for _, ev := range buf {
-				in.Settle(ev, pipeline.Delivered)
-			}
-			total += len(buf)
-		}
-		if total > 0 {
-			s.spooled.Add(int64(total))
-			s.log.Warn("output down with a full queue; events spooled", "events", total)
-		}
 	}
 }
 
@@ -579,11 +247,6 @@ func (s *Sender) fill(in *pipeline.Queue) float64 {
 	}
 	return pipeline.FillRatio(msgs, bytes, maxMsgs, maxBytes)
 }
-
-// queueFull: at 90 % of either bound (an event may not fit exactly).
-func (s *Sender) queueFull(in *pipeline.Queue) bool { return s.queueAbove(in, 0.9) }
-
-func (s *Sender) queueAbove(in *pipeline.Queue, ratio float64) bool { return s.fill(in) >= ratio }
 
 // Stats is a snapshot of the sender for the statistics log line.
 type Stats struct {
@@ -608,8 +271,8 @@ func (s *Sender) Stats() Stats {
 		Connections: s.opts.Connections,
 		Total:       total,
 		SinceLast:   total - s.lastN,
-		Spooled:     s.spooled.Load(),
-		Journaled:   s.journaled.Load(),
+		Spooled:     s.dur.spooled.Load(),
+		Journaled:   s.dur.journaled.Load(),
 		Since:       s.lastAt,
 		At:          now,
 	}
@@ -620,13 +283,23 @@ func (s *Sender) Stats() Stats {
 	return st
 }
 
-// pool holds events taken but not sent: resends from dead connections of
-// exiting workers, spool replays, and events the spool refused.
+// wakeAll tells every worker to look at the pools.
+func (s *Sender) wakeAll() {
+	for _, c := range s.wakes {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// pool holds items taken but not sent, in order (see Sender.pool and
+// Sender.lane).
 type pool struct {
-	mu     sync.Mutex
-	items  []item
-	n      atomic.Int64
-	notify chan struct{}
+	mu    sync.Mutex
+	items []item
+	n     atomic.Int64
+	wake  func()
 }
 
 func (p *pool) push(items []item) {
@@ -634,10 +307,20 @@ func (p *pool) push(items []item) {
 	p.items = append(p.items, items...)
 	p.n.Store(int64(len(p.items)))
 	p.mu.Unlock()
-	select {
-	case p.notify <- struct{}{}:
-	default:
+	p.wake()
+}
+
+// pushFront puts items back before everything the pool holds: they were
+// taken from it earlier.
+func (p *pool) pushFront(items []item) {
+	if len(items) == 0 {
+		return
 	}
+	p.mu.Lock()
+	p.items = append(items[:len(items):len(items)], p.items...)
+	p.n.Store(int64(len(p.items)))
+	p.mu.Unlock()
+	p.wake()
 }
 
 func (p *pool) take(dst []item, max int) []item {
@@ -654,10 +337,7 @@ func (p *pool) take(dst []item, max int) []item {
 	more := rest > 0
 	p.mu.Unlock()
 	if more {
-		select {
-		case p.notify <- struct{}{}:
-		default:
-		}
+		p.wake()
 	}
 	return dst
 }

@@ -237,3 +237,75 @@ func openSpool(t *testing.T, dir string) *spool.Spool {
 	t.Cleanup(func() { sp.Close() })
 	return sp
 }
+
+// TestWriteAheadJournalOrderOverConnections: with several connections, the
+// journal is still sent in order (one connection at a time carries it), so
+// the first arrival of every write-ahead event at the receiver is in
+// journal order, as a FIFO message group needs; also across a receiver
+// restart half-way, when the connection carrying the journal dies and
+// hands its unsettled events back.
+func TestWriteAheadJournalOrderOverConnections(t *testing.T) {
+	c := certs.New(t)
+	srv := rsyslog.Start(t, rsyslog.Options{Certs: c})
+	dir := t.TempDir()
+	o := testOpts(srv.TLSPort, c)
+	o.Spool, o.Journal = openSpool(t, dir+"/spool"), openSpool(t, dir+"/journal")
+	o.Connections = 4
+	s, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, s, 1000)
+	h.start(context.Background())
+	ctx := context.Background()
+	const n = 2000
+	restarted := make(chan struct{})
+	for i := range n {
+		// One event at a time, as one FIFO group delivers them.
+		h.emitWith(ctx, true, [2]string{testTags[0], fmt.Sprintf(`{"fifo":%d}`, i)})
+		time.Sleep(200 * time.Microsecond)
+		if i == n/4 {
+			// The receiver restarts while events flow, past the start-up
+			// probe (a connection closed inside it is taken for a
+			// certificate rejection, fatal at start).
+			go func() {
+				defer close(restarted)
+				srv.WaitMessages(n/8, 10*time.Second)
+				time.Sleep(o.ProbeTimeout)
+				srv.Stop()
+				time.Sleep(300 * time.Millisecond)
+				srv.Start()
+			}()
+		}
+	}
+	<-restarted
+	// First arrivals, in order; resent events arrive twice.
+	firsts := func() []int {
+		var order []int
+		seen := map[int]bool{}
+		for _, m := range srv.Messages() {
+			var v struct{ Fifo int }
+			if err := json.Unmarshal([]byte(m.Payload()), &v); err != nil {
+				t.Fatalf("payload %q: %v", m.Payload(), err)
+			}
+			if !seen[v.Fifo] {
+				seen[v.Fifo] = true
+				order = append(order, v.Fifo)
+			}
+		}
+		return order
+	}
+	waitFor(30*time.Second, func() bool { return len(firsts()) >= n })
+	order := firsts()
+	if len(order) != n {
+		t.Fatalf("%d write-ahead events arrived, want %d", len(order), n)
+	}
+	for i := range order {
+		if order[i] != i {
+			t.Fatalf("write-ahead event %d arrived in place %d over %d connections: the journal is not sent in order", order[i], i, o.Connections)
+		}
+	}
+	if err := h.finish(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}

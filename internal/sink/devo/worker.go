@@ -22,9 +22,15 @@ type flight struct {
 // worker owns one connection at a time and moves events from the pool and
 // the queue onto it.
 type worker struct {
-	s   *Sender
-	in  *pipeline.Queue
-	log *slog.Logger
+	s    *Sender
+	in   *pipeline.Queue
+	log  *slog.Logger
+	id   int
+	wake chan struct{} // s.wakes[id]
+
+	// laneHeld counts the lane items (replay and journal chunks) this
+	// worker holds unsettled; while it is above 0 the worker owns the lane.
+	laneHeld int
 
 	c        *conn
 	pending  []item // taken, not yet encoded
@@ -49,6 +55,8 @@ func (s *Sender) newWorker(id int, in *pipeline.Queue) *worker {
 		s:         s,
 		in:        in,
 		log:       s.log.With("connection", id),
+		id:        id,
+		wake:      s.wakes[id],
 		buf:       make([]byte, 0, s.opts.BufferSize+4096),
 		connectBO: backoff{initial: s.opts.ConnectBackoffInitial, max: s.opts.ConnectBackoffMax, retries: s.opts.ConnectRetries},
 		sendBO:    backoff{initial: s.opts.SendBackoffInitial, max: s.opts.SendBackoffMax, retries: s.opts.SendRetries},
@@ -97,7 +105,10 @@ func (w *worker) run(ctx context.Context) (err error) {
 		if len(w.pending) == 0 {
 			w.pending = w.s.pool.take(w.pending, w.s.opts.BatchSize)
 		}
-		if len(w.pending) == 0 && !w.s.replaying.Load() && !w.closed {
+		if len(w.pending) == 0 {
+			w.pending = w.takeLane(w.pending)
+		}
+		if len(w.pending) == 0 && !w.s.dur.replaying() && !w.closed {
 			w.take(false, ctx)
 		}
 		if len(w.pending) == 0 {
@@ -105,7 +116,7 @@ func (w *worker) run(ctx context.Context) (err error) {
 				w.flush() // idle: nothing more to add to this write
 				continue
 			}
-			if w.closed && !w.s.replaying.Load() && w.s.pool.n.Load() == 0 && (w.c == nil || w.head == len(w.inflight)) {
+			if w.closed && !w.s.dur.replaying() && w.s.pool.n.Load() == 0 && w.s.lane.n.Load() == 0 && (w.c == nil || w.head == len(w.inflight)) {
 				return nil
 			}
 			w.wait(ctx)
@@ -134,16 +145,16 @@ func (w *worker) take(block bool, ctx context.Context) {
 			wctx, cancel = context.WithDeadline(wctx, d)
 			defer cancel()
 		}
-		// The pool gets work without the queue: resends, and chunks of the
-		// write-ahead journal.
-		if err := w.in.Wait(wctx, w.s.pool.notify); err != nil {
+		// The pools get work without the queue: resends, and chunks of the
+		// spool and the write-ahead journal.
+		if err := w.in.Wait(wctx, w.wake); err != nil {
 			if errors.Is(err, pipeline.ErrClosed) {
 				w.closed = true
 			}
 			return
 		}
 	}
-	w.evs = w.s.takeQueue(w.in, w.evs, w.s.opts.BatchSize)
+	w.evs = w.s.dur.take(w.in, w.evs, w.s.opts.BatchSize)
 	if len(w.evs) == 0 {
 		return
 	}
@@ -152,6 +163,52 @@ func (w *worker) take(block bool, ctx context.Context) {
 		w.pending = append(w.pending, item{ev: ev})
 		w.evs[i] = nil
 	}
+}
+
+// takeLane appends up to a batch of lane items (replay and journal chunks)
+// to dst if the lane is free or already this worker's.
+func (w *worker) takeLane(dst []item) []item {
+	if w.s.lane.n.Load() == 0 {
+		return dst
+	}
+	me := int32(w.id + 1)
+	if !w.s.laneOwner.CompareAndSwap(0, me) && w.s.laneOwner.Load() != me {
+		return dst
+	}
+	n := len(dst)
+	dst = w.s.lane.take(dst, w.s.opts.BatchSize)
+	w.laneHeld += len(dst) - n
+	w.releaseLane()
+	return dst
+}
+
+// releaseLane lets go of the lane once this worker holds none of its items,
+// and wakes the others if it has more.
+func (w *worker) releaseLane() {
+	if w.laneHeld > 0 || !w.s.laneOwner.CompareAndSwap(int32(w.id+1), 0) {
+		return
+	}
+	if w.s.lane.n.Load() > 0 {
+		w.s.wakeAll()
+	}
+}
+
+// giveBackLane puts the lane items of items back in front of the lane, in
+// order, releases the lane, and returns the other items.
+func (w *worker) giveBackLane(items []item) []item {
+	var lane []item
+	rest := items[:0:0]
+	for _, it := range items {
+		if it.rc != nil {
+			lane = append(lane, it)
+		} else {
+			rest = append(rest, it)
+		}
+	}
+	w.s.lane.pushFront(lane)
+	w.laneHeld -= len(lane)
+	w.releaseLane()
+	return rest
 }
 
 // nextDeadline is the earliest time the worker must act without new
@@ -181,7 +238,7 @@ func (w *worker) nextDeadline() (time.Time, bool) {
 
 // wait blocks until there is something to do.
 func (w *worker) wait(ctx context.Context) {
-	if !w.s.replaying.Load() && !w.closed {
+	if !w.s.dur.replaying() && !w.closed {
 		w.take(true, ctx)
 		return
 	}
@@ -190,8 +247,8 @@ func (w *worker) wait(ctx context.Context) {
 		dead = w.c.dead.Done()
 	}
 	var replayDone <-chan struct{}
-	if w.s.replaying.Load() {
-		replayDone = w.s.replayChan()
+	if w.s.dur.replaying() {
+		replayDone = w.s.dur.replayChan()
 	}
 	var timer <-chan time.Time
 	if d, ok := w.nextDeadline(); ok {
@@ -203,7 +260,7 @@ func (w *worker) wait(ctx context.Context) {
 	case <-ctx.Done():
 	case <-dead:
 	case <-timer:
-	case <-w.s.pool.notify:
+	case <-w.wake:
 	case <-replayDone:
 	}
 }
@@ -255,6 +312,8 @@ func (w *worker) connect(ctx context.Context, now time.Time) error {
 			return nil
 		}
 		w.setUp(false)
+		// Another connection may carry the lane on while this one waits.
+		w.pending = w.giveBackLane(w.pending)
 		var ae *AuthError
 		if errors.As(err, &ae) {
 			if !w.s.everHealthy.Load() {
@@ -350,11 +409,15 @@ func (w *worker) settleDue(now time.Time) {
 			break
 		}
 		w.s.settle(f.it, pipeline.Delivered)
+		if f.it.rc != nil {
+			w.laneHeld--
+		}
 		w.inflight[w.head] = flight{}
 		w.head++
 		n++
 	}
 	if n > 0 {
+		w.releaseLane()
 		w.s.sent.Add(int64(n))
 		c.settled = true
 		w.sendBO.reset()
@@ -383,7 +446,9 @@ func (w *worker) lost(ctx context.Context) error {
 	resend = append(resend, w.bufItems...)
 	resend = append(resend, w.pending...)
 	n := len(resend) - len(w.pending)
-	w.pending = resend
+	// Lane items go back to the lane: another connection may carry on
+	// with them, in order, while this one waits to reconnect.
+	w.pending = w.giveBackLane(resend)
 	clear(w.inflight)
 	w.inflight, w.head = w.inflight[:0], 0
 	clear(w.bufItems)
@@ -477,7 +542,7 @@ func (w *worker) exit(ctx context.Context) {
 	held = append(held, w.bufItems...)
 	held = append(held, w.pending...)
 	w.inflight, w.bufItems, w.pending = nil, nil, nil
-	if len(held) > 0 {
+	if held = w.giveBackLane(held); len(held) > 0 {
 		w.s.pool.push(held)
 	}
 }
