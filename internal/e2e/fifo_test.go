@@ -11,22 +11,13 @@ import (
 )
 
 // fifoServices is the services block of the FIFO recovery tests: the
-// defaults, except two keys.
-//
-//   - sqs_visibility_timeout: the queue's 20 s. Until the engine follows the
-//     queue's own VisibilityTimeout by default, it asks for 300 s at every
-//     receive.
-//   - sqs_wait_time_seconds: 5, below half the visibility timeout. A long
-//     poll of a killed process still waits on the server (fauxqs, like SQS,
-//     does not notice the closed connection) and takes the first message
-//     that becomes visible: the one that was in flight at the kill, which
-//     then stays hidden for a second visibility timeout. A poll issued
-//     before the kill expires before that message can reappear only if the
-//     wait is shorter than half the visibility timeout (the extender renews
-//     at half of it). With the default 20 s wait and a 20 s visibility the
-//     group stalled 40 s after about half of the kills.
+// defaults. The visibility timeout comes from the queue (20 s), and the
+// engine keeps its long poll shorter than what is left of a held message's
+// visibility, so a receive a killed process left open at the emulator ends
+// before the message that process held reappears (otherwise it would take
+// it and stall the group for a second visibility timeout).
 func fifoServices(queue string) string {
-	return fmt.Sprintf("      service-events-all: {sqs_queue_name: %s, sqs_visibility_timeout: 20, sqs_wait_time_seconds: 5}\n", queue)
+	return fmt.Sprintf("      service-events-all: {sqs_queue_name: %s}\n", queue)
 }
 
 // waitProgress waits until fewer than below messages are left in the queue

@@ -148,6 +148,22 @@ func (c *Config) visibility(q Queue) time.Duration {
 	return min(max(v.Round(time.Second), 2*time.Second), 12*time.Hour)
 }
 
+// longPoll is the long-poll wait on a queue whose messages the engine hides
+// for vis: the configured wait, but shorter than the least visibility a held
+// message can have left, in whole seconds (at least 1 s). A receive that a
+// crashed or killed collector left open goes on at SQS (and in emulators)
+// until its wait ends; were it still open when the messages that process
+// held reappear, it would take them and hide them — on a FIFO queue, stall
+// their group — for a second visibility timeout. The extender renews a
+// message at half the timeout, checking every eighth of it, so a held
+// message always has at least 3/8 of vis left.
+func longPoll(wait, vis time.Duration) time.Duration {
+	if wait <= 0 {
+		return 0
+	}
+	return max(min(wait, (vis*3/8-time.Second).Truncate(time.Second)), time.Second)
+}
+
 // Counters are the engine's running totals since it was made. Read them
 // with Load at any time.
 type Counters struct {
@@ -244,6 +260,9 @@ type run struct {
 	// vis is the visibility timeout asked for at receive and renewed to
 	// (Config.visibility).
 	vis time.Duration
+	// wait is the long-poll wait of every receive: WaitTime, but shorter
+	// than what is left of a held message's visibility (see longPoll).
+	wait time.Duration
 
 	slots *slots
 	// shared takes messages of standard queues; lanes[i] takes the FIFO
@@ -310,6 +329,7 @@ func newRun(e *Engine, q Queue, out pipeline.Emitter) *run {
 		r.lanes[i] = make(chan Message, cfg.MaxInFlight)
 	}
 	r.vis = cfg.visibility(q)
+	r.wait = longPoll(cfg.WaitTime, r.vis)
 	r.ext = newExtender(e, q, r.vis)
 	if q.FIFO {
 		r.order = newGroupOrder()
@@ -372,7 +392,7 @@ func (r *run) run(ctx context.Context) error {
 	}
 
 	r.log.Info("sqs consumer started", "url", r.q.URL, "fifo", r.q.FIFO, "dead_letter_queue", r.q.DeadLetter,
-		"workers", cfg.Workers, "max_in_flight", cfg.MaxInFlight, "visibility_timeout", r.vis, "queue_visibility_timeout", r.q.VisibilityTimeout)
+		"workers", cfg.Workers, "max_in_flight", cfg.MaxInFlight, "visibility_timeout", r.vis, "wait_time", r.wait, "queue_visibility_timeout", r.q.VisibilityTimeout)
 	fatal := r.receive(ctx)
 	close(r.receiveDone)
 
@@ -465,7 +485,7 @@ func (r *run) receive(ctx context.Context) error {
 		in := &sqs.ReceiveMessageInput{
 			QueueUrl:                    &r.q.URL,
 			MaxNumberOfMessages:         int32(n),
-			WaitTimeSeconds:             int32(cfg.WaitTime / time.Second),
+			WaitTimeSeconds:             int32(r.wait / time.Second),
 			VisibilityTimeout:           int32(r.vis / time.Second),
 			MessageSystemAttributeNames: attrs,
 			MessageAttributeNames:       []string{"All"},
@@ -544,7 +564,7 @@ func (r *run) receive(ctx context.Context) error {
 		for _, m := range msgs {
 			r.dispatch(m)
 		}
-		if len(msgs) == 0 && cfg.WaitTime == 0 && !sleep(ctx, cfg.IdlePause) {
+		if len(msgs) == 0 && r.wait == 0 && !sleep(ctx, cfg.IdlePause) {
 			return nil
 		}
 	}

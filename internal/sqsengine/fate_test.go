@@ -428,3 +428,23 @@ func TestRunAgainAfterStop(t *testing.T) {
 	}
 	pipetest.WaitFor(t, 5*time.Second, "goroutines to end", func() bool { return runtime.NumGoroutine() <= base })
 }
+
+// The long poll never outlasts what is left of a held message's
+// visibility, so a receive left open by a killed collector ends before the
+// messages that process held reappear.
+func TestLongPollShorterThanHeldVisibility(t *testing.T) {
+	for _, tc := range []struct{ wait, vis, want time.Duration }{
+		{20 * time.Second, 300 * time.Second, 20 * time.Second},
+		{20 * time.Second, 60 * time.Second, 20 * time.Second},
+		{20 * time.Second, 30 * time.Second, 10 * time.Second},
+		{20 * time.Second, 20 * time.Second, 6 * time.Second},
+		{20 * time.Second, 15 * time.Second, 4 * time.Second},
+		{5 * time.Second, 30 * time.Second, 5 * time.Second},
+		{20 * time.Second, 2 * time.Second, time.Second},
+		{0, 20 * time.Second, 0},
+	} {
+		if got := longPoll(tc.wait, tc.vis); got != tc.want {
+			t.Errorf("longPoll(%v, %v) = %v, want %v", tc.wait, tc.vis, got, tc.want)
+		}
+	}
+}
