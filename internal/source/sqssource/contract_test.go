@@ -3,8 +3,6 @@ package sqssource_test
 import (
 	"bytes"
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +22,7 @@ import (
 	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/poison"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/samples"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/sqsrec"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/svcconfig"
 )
 
 // contractService is one SQS service as the contract test drives it.
@@ -98,7 +97,7 @@ func TestContract(t *testing.T) {
 			e.t = t
 			queue := "contract-" + strings.ReplaceAll(cs.name, "_", "-")
 			url := emu.MustCreateQueue(t, queue, map[string]string{"VisibilityTimeout": "10"})
-			svc := loadService(t, cs.service, "        sqs_queue_name: "+queue+"\n        sqs_wait_time_seconds: 0\n"+cs.extra)
+			svc := svcconfig.Load(t, cs.service, "        sqs_queue_name: "+queue+"\n        sqs_wait_time_seconds: 0\n"+cs.extra, "")
 			rc := sqsrec.New(emu.SQS())
 			src := build(t, emu, svc, rc)
 
@@ -222,29 +221,4 @@ func sendAll(t *testing.T, emu *fauxqs.Server, url string, bodies []string) {
 			t.Fatal(err)
 		}
 	}
-}
-
-// loadService loads a real configuration holding one service and returns
-// it as the config package resolved it.
-func loadService(t *testing.T, name, body string) *config.Service {
-	t.Helper()
-	yaml := "outputs:\n  con: {type: console}\ninputs:\n  aws:\n    id: 1\n    credentials: {}\n    regions: [us-east-1]\n" +
-		"    services:\n      " + name + ":\n" + body
-	p := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	c, err := config.Load(p)
-	if err != nil {
-		t.Fatalf("load config:\n%s\n%v", yaml, err)
-	}
-	for _, in := range c.Inputs {
-		for _, s := range in.Services {
-			if s.Name == name {
-				return s
-			}
-		}
-	}
-	t.Fatalf("service %s not in the config", name)
-	return nil
 }
