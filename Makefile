@@ -5,7 +5,7 @@ PKGS     := ./...
 # rsyslogd (the integration tests' TLS receiver) lives in /usr/sbin, often not on a user's PATH.
 export PATH := $(PATH):/usr/sbin:/sbin
 
-.PHONY: all build demo test vet fmt-check deps bench fuzz clean
+.PHONY: all build demo test vet staticcheck fmt-check deps bench fuzz clean
 
 all: build
 
@@ -26,8 +26,13 @@ fmt-check:
 vet:
 	$(GO) vet $(PKGS)
 
-## test: formatting, vet, and every test with the race detector.
-test: deps fmt-check vet
+## staticcheck: the linter, at a pinned version fetched through the Go module proxy.
+STATICCHECK_VERSION ?= v0.8.2
+staticcheck:
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PKGS)
+
+## test: formatting, vet, staticcheck, and every test with the race detector.
+test: deps fmt-check vet staticcheck
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
 
 ## bench: the go test benchmarks, then the end-to-end harness through the binary

@@ -237,12 +237,18 @@ func TestLimitBoundsCallRate(t *testing.T) {
 	}
 }
 
-// TestS3AndSQSAreNotThrottled: with requests_per_second at one call per
-// 1000 s, 50 GetObject and 50 ReceiveMessage calls through the Session's
-// clients all reach the server and none takes a token, while a second
-// CloudWatch Logs call still waits for one. An S3+SQS service therefore
-// fetches objects as fast as its workers allow, whatever the setting.
+// TestS3AndSQSAreNotThrottled: with requests_per_second at its default (5)
+// and at one call per 1000 s, 50 GetObject and 50 ReceiveMessage calls
+// through the Session's clients all reach the server and none takes a
+// token, while a second CloudWatch Logs call still waits for one (at one
+// per 1000 s). An S3+SQS service therefore fetches objects as fast as its
+// workers allow, whatever the setting.
 func TestS3AndSQSAreNotThrottled(t *testing.T) {
+	t.Run("default", func(t *testing.T) { testNotThrottled(t, 0) })
+	t.Run("0.001", func(t *testing.T) { testNotThrottled(t, 0.001) })
+}
+
+func testNotThrottled(t *testing.T, rps float64) {
 	isolateEnv(t)
 	var gets, receives atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -262,7 +268,7 @@ func TestS3AndSQSAreNotThrottled(t *testing.T) {
 	t.Cleanup(srv.Close)
 	s, err := NewSession(context.Background(), Options{
 		Mode: Keys, AccessKey: userKey, AccessSecret: userSecret, Region: "us-east-1",
-		EndpointURL: srv.URL, RequestsPerSecond: 0.001, RetryMaxAttempts: 1,
+		EndpointURL: srv.URL, RequestsPerSecond: rps, RetryMaxAttempts: 1,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -304,6 +310,9 @@ func TestS3AndSQSAreNotThrottled(t *testing.T) {
 		t.Errorf("%d rate-limit buckets made for S3/SQS calls, want none", b)
 	}
 
+	if rps != 0.001 {
+		return
+	}
 	// CloudWatch Logs still waits: the first call takes the one token, the
 	// second cannot get one before its context ends.
 	logs := s.Logs("eu-west-1")

@@ -395,6 +395,11 @@ func (r *run) run(ctx context.Context) error {
 		"workers", cfg.Workers, "max_in_flight", cfg.MaxInFlight, "visibility_timeout", r.vis, "wait_time", r.wait, "queue_visibility_timeout", r.q.VisibilityTimeout)
 	fatal := r.receive(ctx)
 	close(r.receiveDone)
+	if ctx.Err() == nil {
+		// The queue is gone (fatal): the grace period starts now.
+		t := time.AfterFunc(cfg.Grace, endGrace)
+		defer t.Stop()
+	}
 
 	// Shutdown: no more receives. Queued messages that no worker started
 	// are released at once; started ones may settle until the grace period

@@ -15,6 +15,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/svcconfig"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/wire"
 )
 
@@ -198,7 +199,7 @@ func BenchmarkCloudTrailObject(b *testing.B) {
 	const records = 5000
 	text := benchTrail(records)
 	data := gz(b, text)
-	svc := loadService(b, "audit-events-all", "        types: [audits_s3]\n        sqs_queue_name: ct\n        auto_event_type: true\n", "")
+	svc := svcconfig.Load(b, "audit-events-all", "        types: [audits_s3]\n        sqs_queue_name: ct\n        auto_event_type: true\n", "")
 	h := newHarness(b, svc, nil)
 	h.s3.put("b", ctKey, data)
 	body := s3Body("eu-west-1", "b", ctKey)
@@ -252,7 +253,7 @@ func BenchmarkVPCFlowObject(b *testing.B) {
 	const lines = 100000
 	text := vpcText(lines)
 	data := gz(b, text)
-	svc := loadService(b, "non-cloudwatch-logs", logsYAML, "")
+	svc := svcconfig.Load(b, "non-cloudwatch-logs", logsYAML, "")
 	h := newHarness(b, svc, nil)
 	h.s3.put("b", vpcKey, data)
 	body := s3Body("eu-west-1", "b", vpcKey)

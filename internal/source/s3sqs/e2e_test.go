@@ -25,6 +25,7 @@ import (
 	"github.com/devo-aws-collector/devo-aws-collector/internal/sqsengine"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/stats"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/pipetest"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/svcconfig"
 )
 
 // e2e is one fauxqs emulator with a bucket, and helpers to upload objects
@@ -127,9 +128,9 @@ func TestEndToEndMixed(t *testing.T) {
 	ctURL := e.emu.MustCreateQueue(t, "ct", nil)
 	logsURL := e.emu.MustCreateQueue(t, "logs", nil)
 	umbURL := e.emu.MustCreateQueue(t, "umb", nil)
-	ctSvc := loadService(t, "audit-events-all", "        types: [audits_s3]\n        sqs_queue_name: ct\n        auto_event_type: true\n", "")
-	logsSvc := loadService(t, "non-cloudwatch-logs", "        types: [flowlogs, cloudfrontlogs]\n        sqs_queue_name: logs\n        auto_event_type: true\n", "")
-	umbSvc := loadService(t, "cisco-umbrella", "        sqs_queue_name: umb\n", "")
+	ctSvc := svcconfig.Load(t, "audit-events-all", "        types: [audits_s3]\n        sqs_queue_name: ct\n        auto_event_type: true\n", "")
+	logsSvc := svcconfig.Load(t, "non-cloudwatch-logs", "        types: [flowlogs, cloudfrontlogs]\n        sqs_queue_name: logs\n        auto_event_type: true\n", "")
+	umbSvc := svcconfig.Load(t, "cisco-umbrella", "        sqs_queue_name: umb\n", "")
 
 	want := map[string]int{}
 	const acct, region = "000000000000", fauxqs.Region
@@ -341,7 +342,7 @@ func TestEndToEndBadInputs(t *testing.T) {
 	}
 	e := newE2E(t)
 	url := e.emu.MustCreateQueue(t, "ct-bad", nil)
-	svc := loadService(t, "audit-events-all", "        types: [audits_s3]\n        sqs_queue_name: ct-bad\n        max_receive_count: 2\n", "")
+	svc := svcconfig.Load(t, "audit-events-all", "        types: [audits_s3]\n        sqs_queue_name: ct-bad\n        max_receive_count: 2\n", "")
 
 	key := func(n string) string {
 		return "AWSLogs/000000000000/CloudTrail/us-east-1/2024/05/31/000000000000_CloudTrail_us-east-1_20240531T1315Z_" + n + ".json.gz"

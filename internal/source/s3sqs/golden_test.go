@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/svcconfig"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/wire"
 )
 
@@ -45,7 +46,7 @@ func TestGolden(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			svc := loadService(t, tc.service, tc.yaml, "prod-1")
+			svc := svcconfig.Load(t, tc.service, tc.yaml, "prod-1")
 			h := newHarness(t, svc, nil)
 			data, err := os.ReadFile(filepath.Join("testdata", tc.in))
 			if err != nil {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/sqsengine"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/svcconfig"
 )
 
 const (
@@ -58,8 +59,8 @@ func mustDone(t *testing.T, out outcome, events int) {
 }
 
 func TestNotificationShapes(t *testing.T) {
-	logs := loadService(t, "non-cloudwatch-logs", logsYAML, "")
-	umb := loadService(t, "cisco-umbrella", umbrellaYA, "")
+	logs := svcconfig.Load(t, "non-cloudwatch-logs", logsYAML, "")
+	umb := svcconfig.Load(t, "cisco-umbrella", umbrellaYA, "")
 
 	t.Run("test event deleted without events", func(t *testing.T) {
 		h := newHarness(t, logs, nil)
@@ -99,7 +100,7 @@ func TestNotificationShapes(t *testing.T) {
 		}
 	})
 	t.Run("region of the record, else the queue's", func(t *testing.T) {
-		h := newHarness(t, loadService(t, "audit-events-all", ctYAML, ""), nil)
+		h := newHarness(t, svcconfig.Load(t, "audit-events-all", ctYAML, ""), nil)
 		h.s3.put("b", ctKey, gz(t, ctText(3)))
 		mustDone(t, h.handle(s3Body("ap-south-1", "b", ctKey)), 3)
 		mustDone(t, h.handle(fmt.Sprintf(`{"s3Bucket":"b","s3ObjectKey":[%q]}`, ctKey)), 3)
@@ -124,8 +125,8 @@ func TestNotificationShapes(t *testing.T) {
 }
 
 func TestBadInputs(t *testing.T) {
-	logs := loadService(t, "non-cloudwatch-logs", logsYAML, "")
-	ct := loadService(t, "audit-events-all", ctYAML, "")
+	logs := svcconfig.Load(t, "non-cloudwatch-logs", logsYAML, "")
+	ct := svcconfig.Load(t, "audit-events-all", ctYAML, "")
 
 	t.Run("body not JSON", func(t *testing.T) {
 		h := newHarness(t, logs, nil)

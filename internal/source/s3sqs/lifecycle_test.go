@@ -10,6 +10,7 @@ import (
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/sqsengine"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/pipetest"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/svcconfig"
 )
 
 // TestLifecycleRestart: Run, stop, Run again on the same source; each run
@@ -20,7 +21,7 @@ func TestLifecycleRestart(t *testing.T) {
 	}
 	e := newE2E(t)
 	url := e.emu.MustCreateQueue(t, "life", nil)
-	svc := loadService(t, "non-cloudwatch-logs", "        types: [flowlogs]\n        sqs_queue_name: life\n", "")
+	svc := svcconfig.Load(t, "non-cloudwatch-logs", "        types: [flowlogs]\n        sqs_queue_name: life\n", "")
 	// A long poll cut short by the stop can still take the next message on
 	// the emulator's side (as on SQS); a short visibility timeout brings
 	// such a message back quickly.

@@ -22,6 +22,7 @@ import (
 	"github.com/devo-aws-collector/devo-aws-collector/internal/sqsengine"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/stats"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/pipetest"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/svcconfig"
 )
 
 // fastEngine shortens the engine's waits so the tests run in seconds; the
@@ -80,7 +81,7 @@ func newFixture(t *testing.T, service, name, extra string, tune func(*sqsengine.
 		// run is slower, not a timeout.
 		extra += "        sqs_visibility_timeout: 5\n"
 	}
-	svc := loadService(t, service, "        sqs_queue_name: "+name+"\n"+extra)
+	svc := svcconfig.Load(t, service, "        sqs_queue_name: "+name+"\n"+extra, "")
 	f := &fixture{url: url, logs: &logBuffer{}, unit: &stats.Unit{Input: "aws", Service: service, Region: fauxqs.Region}}
 	src, err := newSource(Options{
 		Service:   svc,

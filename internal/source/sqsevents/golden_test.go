@@ -18,6 +18,7 @@ import (
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/sqsengine"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/tag"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/svcconfig"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
@@ -56,7 +57,7 @@ func goldenSource(t *testing.T, name string) *source {
 	default:
 		t.Fatalf("%s: name must start with events_, eventsauto_ or findings_", name)
 	}
-	svc := loadService(t, service, "        sqs_queue_name: golden.fifo\n"+extra)
+	svc := svcconfig.Load(t, service, "        sqs_queue_name: golden.fifo\n"+extra, "")
 	src, err := newSource(Options{
 		Service:   svc,
 		Region:    "eu-west-1",
@@ -194,7 +195,7 @@ func TestBadBodiesArePoison(t *testing.T) {
 
 // TestNewRejects: New reports every missing option at once.
 func TestNewRejects(t *testing.T) {
-	svc := loadService(t, "service-events-all", "        sqs_queue_name: q.fifo\n")
+	svc := svcconfig.Load(t, "service-events-all", "        sqs_queue_name: q.fifo\n", "")
 	_, err := New(Options{Service: svc, InputName: "aws"})
 	for _, want := range []string{"nil sqs client", "nil account id function", "empty region"} {
 		if err == nil || !strings.Contains(err.Error(), want) {

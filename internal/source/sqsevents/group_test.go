@@ -16,6 +16,7 @@ import (
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/sqsengine"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/pipetest"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/svcconfig"
 )
 
 // batchFIFO is an SQS client that, unlike fauxqs, returns many messages of
@@ -118,7 +119,7 @@ func TestGroupHandledSequentially(t *testing.T) {
 			},
 		})
 	}
-	svc := loadService(t, "service-events-all", "        sqs_queue_name: batch.fifo\n        auto_event_type: true\n")
+	svc := svcconfig.Load(t, "service-events-all", "        sqs_queue_name: batch.fifo\n        auto_event_type: true\n", "")
 	src, err := newSource(Options{
 		Service: svc, Region: "us-east-1", InputName: "aws", SQS: client,
 		AccountID: func(context.Context) (string, error) { return "000000000000", nil },

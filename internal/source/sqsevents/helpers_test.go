@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -17,7 +16,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/awstest/fauxqs"
-	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/syncbuf"
 )
 
@@ -48,50 +46,6 @@ func TestMain(m *testing.M) {
 		emu.Stop()
 	}
 	os.Exit(code)
-}
-
-// loadService loads a real configuration holding one service and returns
-// that service as the config package resolved it (template, derivation,
-// SQS keys, defaults).
-func loadService(t *testing.T, name, body string) *config.Service {
-	t.Helper()
-	dir := t.TempDir()
-	yaml := `globals:
-  persistence:
-    type: filesystem
-    config:
-      directory_name: state
-outputs:
-  console_1:
-    type: console
-inputs:
-  aws:
-    id: "1"
-    enabled: true
-    regions: [us-east-1]
-    credentials:
-      access_key: AKIAEXAMPLEKEY000001
-      access_secret: "test-secret"
-    services:
-      ` + name + `:
-` + body
-	path := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	c, err := config.Load(path)
-	if err != nil {
-		t.Fatalf("load config: %v\n%s", err, yaml)
-	}
-	for _, in := range c.Inputs {
-		for _, s := range in.Services {
-			if s.Name == name {
-				return s
-			}
-		}
-	}
-	t.Fatalf("service %s not in the loaded config", name)
-	return nil
 }
 
 // sendBodies sends bodies in order, ten per batch. On a FIFO queue group

@@ -106,6 +106,8 @@ type Unit struct {
 	// cycle is the pull cycle in progress: its ID is the @devo_pulling_id
 	// of every event made while it runs.
 	cycle atomic.Pointer[stats.Cycle]
+	// ended is set when the engine reported the last cycle of a run.
+	ended atomic.Bool
 }
 
 // New checks the options every SQS service needs and builds the unit
@@ -214,8 +216,15 @@ func (u *Unit) Run(ctx context.Context, out pipeline.Emitter) error {
 			ServiceName: u.o.Service.Name})
 	}
 	stats.LogStartingCollection(u.log, u.o.CycleInterval)
+	u.ended.Store(false)
 	u.startCycle()
-	return u.engine.Run(ctx, out)
+	err := u.engine.Run(ctx, out)
+	if !u.ended.Load() {
+		// The engine never ran its cycles (the queue could not be
+		// resolved): the cycle still ends with its line.
+		u.onCycle(sqsengine.Cycle{Last: true})
+	}
+	return err
 }
 
 // startCycle begins a pull cycle with a new @devo_pulling_id.
@@ -238,7 +247,9 @@ func (u *Unit) onCycle(ec sqsengine.Cycle) {
 	case S3Lines:
 		c.LogS3Received()
 	}
-	if !ec.Last {
-		u.startCycle()
+	if ec.Last {
+		u.ended.Store(true)
+		return
 	}
+	u.startCycle()
 }

@@ -264,6 +264,17 @@ func (s *Server) Messages() []Message {
 	return out
 }
 
+// Bytes is the size of the received-messages file so far: a progress
+// measure cheap enough to poll every few milliseconds while thousands of
+// messages arrive.
+func (s *Server) Bytes() int64 {
+	fi, err := os.Stat(s.events)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
 // WaitMessages waits until at least n messages arrived or timeout passes,
 // and returns what arrived.
 func (s *Server) WaitMessages(n int, timeout time.Duration) []Message {
