@@ -126,8 +126,8 @@ func TestEngineCheckpointNeverPassesUndelivered(t *testing.T) {
 	all := st.events(Window{Start: origin, End: origin.Add(40 * time.Hour)})
 	eng, err := New(Config{
 		Key: key, Store: store, Stream: st, Origin: "o",
-		Start: func(time.Time) time.Time { return origin },
-		Now:   func() time.Time { return origin.Add(41 * time.Hour) },
+		Start:  func(time.Time) time.Time { return origin },
+		Now:    func() time.Time { return origin.Add(41 * time.Hour) },
 		Period: time.Hour, MaxPending: 8, RetryBase: time.Millisecond, RetryMax: 5 * time.Millisecond,
 		Log: slog.New(slog.DiscardHandler),
 		OnCommit: func(m Mark) {
