@@ -16,7 +16,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudtrail"
 	cttypes "github.com/aws/aws-sdk-go-v2/service/cloudtrail/types"
-	"golang.org/x/time/rate"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
 	ctformat "github.com/devo-aws-collector/devo-aws-collector/internal/format/cloudtrail"
@@ -34,10 +33,9 @@ const (
 	PageSize = 50
 	// History is how far back LookupEvents reaches.
 	History = 90 * 24 * time.Hour
-	// Interval paces LookupEvents per account and region. AWS allows 2
-	// requests per second; one every 520 ms (about 1.92/s) keeps network
-	// jitter from ever putting a third request into one of AWS's seconds.
-	Interval = 520 * time.Millisecond
+	// Quota is LookupEvents' limit per account and region: 2 requests in
+	// any second (pullengine.Limiter keeps it as the server counts it).
+	Quota = 2
 	// DefaultStartAge is how far back the first run reads when start_time
 	// is absent (spec/config.md §10).
 	DefaultStartAge = 24 * time.Hour
@@ -77,8 +75,9 @@ type Options struct {
 	Registry *stats.Registry          // may be nil: API and stream counters then go nowhere
 	Now      func() time.Time         // [time.Now]
 	Tune     func(*pullengine.Config) // tests shorten backoffs with it
-	// Interval overrides the LookupEvents pacing; zero means Interval.
-	Interval time.Duration
+	// QuotaPeriod overrides the second of the LookupEvents quota (tests
+	// shorten it); zero means one second.
+	QuotaPeriod time.Duration
 }
 
 // Source is one audits_api unit. It implements pipeline.Source.
@@ -152,9 +151,9 @@ func (s *Source) build(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("resolve the account id: %w", err)
 	}
-	interval := s.o.Interval
-	if interval <= 0 {
-		interval = Interval
+	per := s.o.QuotaPeriod
+	if per <= 0 {
+		per = time.Second
 	}
 	var calls *stats.API
 	var streamCtrs *stats.Stream
@@ -162,7 +161,7 @@ func (s *Source) build(ctx context.Context) error {
 		calls = s.o.Registry.API(s.o.InputName, s.svc.Name, s.o.Region, "CloudTrail", "LookupEvents")
 		streamCtrs = s.o.Registry.Stream(s.o.InputName, s.svc.Name, s.o.Region, StreamName)
 	}
-	lim := pullengine.SharedLimiter(acct, s.o.Region, "cloudtrail.LookupEvents", interval)
+	lim := pullengine.SharedLimiter(acct, s.o.Region, "cloudtrail.LookupEvents", Quota, per)
 	client := s.o.NewClient(withAPIOption(lim, calls))
 
 	v := tag.Values{AccountID: acct, RegionID: s.o.Region, Environment: s.o.Environment, ServiceName: s.svc.Name}
@@ -214,7 +213,7 @@ func (s *Source) build(ctx context.Context) error {
 }
 
 // withAPIOption adapts pullengine.APIOption to a cloudtrail.Options function.
-func withAPIOption(lim *rate.Limiter, c *stats.API) func(*cloudtrail.Options) {
+func withAPIOption(lim *pullengine.Limiter, c *stats.API) func(*cloudtrail.Options) {
 	mw := pullengine.APIOption(lim, c)
 	return func(o *cloudtrail.Options) { o.APIOptions = append(o.APIOptions, mw) }
 }

@@ -115,12 +115,12 @@ func (h *harness) source(svc *config.Service) *Source {
 				Credentials: credentials.NewStaticCredentialsProvider("AKIDTEST", "s", ""),
 			}, opt)
 		},
-		AccountID: func(context.Context) (string, error) { return "123456789012", nil },
-		Store:     h.store,
-		Now:       h.now,
-		Log:       slog.New(slog.NewTextHandler(&h.log, nil)),
-		Registry:  h.reg,
-		Interval:  time.Millisecond,
+		AccountID:   func(context.Context) (string, error) { return "123456789012", nil },
+		Store:       h.store,
+		Now:         h.now,
+		Log:         slog.New(slog.NewTextHandler(&h.log, nil)),
+		Registry:    h.reg,
+		QuotaPeriod: time.Millisecond,
 		Tune: func(c *pullengine.Config) {
 			c.RetryBase, c.RetryMax = time.Millisecond, 10*time.Millisecond
 		},
