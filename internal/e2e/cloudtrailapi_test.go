@@ -331,7 +331,9 @@ func TestCloudTrailAPICheckpointHoldsDuringOutage(t *testing.T) {
 	}
 
 	rs.Start()
-	p2 := e.start(cfg)
+	metricsAddr := freeAddr(t)
+	callsAtRestart := len(ct.Calls())
+	p2 := e.start(e.cloudTrailConfig(rs, ct, start, "  metrics_listen: "+metricsAddr))
 	eventually(t, 3*time.Minute, "every expected event at rsyslog after the outage", func() bool {
 		got := tr.received(t, rs.Messages())
 		for id := range tr.want {
@@ -341,6 +343,26 @@ func TestCloudTrailAPICheckpointHoldsDuringOutage(t *testing.T) {
 		}
 		return true
 	})
+	// /metrics counts the second process's LookupEvents requests and the
+	// slots its checkpoint passed.
+	eventually(t, 30*time.Second, "the walk committed in /metrics", func() bool {
+		return strings.Contains(httpGet(t, "http://"+metricsAddr+"/metrics", 200), `devo_collector_pull_windows_pending{input="aws",region="us-east-1",service="audit-events-all",stream="trail"} 0`)
+	})
+	metrics := httpGet(t, "http://"+metricsAddr+"/metrics", 200)
+	seen := len(ct.Calls()) - callsAtRestart
+	calls := -1
+	for _, line := range strings.Split(metrics, "\n") {
+		if rest, ok := strings.CutPrefix(line, `devo_collector_api_calls_total{aws_service="CloudTrail",input="aws",operation="LookupEvents",region="us-east-1",service="audit-events-all"} `); ok {
+			fmt.Sscan(rest, &calls)
+		}
+	}
+	// A new cycle may be on the wire between the scrape and the count.
+	if calls <= 0 || calls > seen || calls < seen-3 {
+		t.Errorf("devo_collector_api_calls_total for LookupEvents = %d; the fake saw %d requests from this process", calls, seen)
+	}
+	if !strings.Contains(metrics, `devo_collector_pull_windows_committed_total{input="aws",region="us-east-1",service="audit-events-all",stream="trail"} `) {
+		t.Errorf("/metrics lacks the committed windows counter")
+	}
 	terminate(t, p2)
 	checkRate(t, ct)
 }
