@@ -97,12 +97,14 @@ func (s *sink) ids(t *testing.T) map[string]int {
 }
 
 type harness struct {
-	t     *testing.T
-	now   func() time.Time // nil: time.Now
-	ct    *awstest.CloudTrail
-	store state.Store
-	log   syncbuf.Buffer
-	reg   *stats.Registry
+	t *testing.T
+	// sdkAttempts, when set, is the SDK client's RetryMaxAttempts.
+	sdkAttempts int
+	now         func() time.Time // nil: time.Now
+	ct          *awstest.CloudTrail
+	store       state.Store
+	log         syncbuf.Buffer
+	reg         *stats.Registry
 }
 
 func (h *harness) source(svc *config.Service) *Source {
@@ -112,7 +114,8 @@ func (h *harness) source(svc *config.Service) *Source {
 		NewClient: func(opt func(*cloudtrail.Options)) Client {
 			return cloudtrail.New(cloudtrail.Options{
 				Region: "us-east-1", BaseEndpoint: aws.String(h.ct.URL),
-				Credentials: credentials.NewStaticCredentialsProvider("AKIDTEST", "s", ""),
+				Credentials:      credentials.NewStaticCredentialsProvider("AKIDTEST", "s", ""),
+				RetryMaxAttempts: h.sdkAttempts,
 			}, opt)
 		},
 		AccountID:   func(context.Context) (string, error) { return "123456789012", nil },
@@ -306,5 +309,33 @@ func TestStartTimeClampedTo90Days(t *testing.T) {
 	first := h.ct.Calls()[0].Input.(*awstest.LookupEventsRequest)
 	if first.StartTime.Before(now.Add(-90 * 24 * time.Hour)) {
 		t.Errorf("first request starts at %v, more than 90 days ago", first.StartTime)
+	}
+}
+
+// Throttling that outlasts the SDK's own retries is retried by the engine
+// with backoff: the slot still completes, nothing is lost or sent twice,
+// and every attempt is counted, the throttled ones too.
+func TestThrottlingIsRetriedWithBackoff(t *testing.T) {
+	now := time.Now().UTC()
+	h := &harness{t: t, ct: awstest.NewCloudTrail(t), store: state.NewMemory(), reg: stats.NewRegistry(), sdkAttempts: 1}
+	start := now.Add(-2 * time.Hour).Truncate(time.Hour)
+	for i := range 120 {
+		h.ct.AddEvents(awstest.LookupEvent{EventID: fmt.Sprint("t-", i), EventSource: "s3.amazonaws.com", EventName: "Call", EventTime: start.Add(time.Duration(i) * 30 * time.Second)})
+	}
+	h.ct.ThrottleEvery(2) // every other request, paging included
+	svc := loadService(t, fmt.Sprintf("        start_time: %q\n", start.Format(time.RFC3339)))
+	sk := h.run(h.source(svc), now.Add(-16*time.Minute))
+	got := sk.ids(t)
+	for i := range 120 {
+		if got[fmt.Sprint("t-", i)] != 1 {
+			t.Fatalf("t-%d arrived %d times", i, got[fmt.Sprint("t-", i)])
+		}
+	}
+	if h.ct.Throttled() == 0 || !strings.Contains(h.log.String(), `msg="request failed, retrying" request=LookupEvents attempt=1`) {
+		t.Errorf("%d throttles, log:\n%s", h.ct.Throttled(), h.log.String())
+	}
+	api := h.reg.API("aws", "audit-events-all", "us-east-1", "CloudTrail", "LookupEvents")
+	if api.Throttled.Load() != int64(h.ct.Throttled()) || api.Calls.Load() != int64(len(h.ct.Calls())) {
+		t.Errorf("counted %d calls, %d throttled; the fake saw %d, %d throttled", api.Calls.Load(), api.Throttled.Load(), len(h.ct.Calls()), h.ct.Throttled())
 	}
 }
