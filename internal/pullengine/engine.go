@@ -407,8 +407,9 @@ func (r *run) waitRoom(ctx context.Context) error {
 }
 
 // pullSlot pulls s (after a backoff when it failed before) with a batch of
-// its own, whose settlement tells the finalizer. Only ctx ending is
-// returned: a window that fails is retried, never fatal.
+// its own, whose settlement tells the finalizer. It returns ctx's error
+// when ctx ends, and the pull's error when it is not worth repeating (see
+// below); a window that fails otherwise is pulled again later.
 func (r *run) pullSlot(ctx context.Context, s *slot) error {
 	e := r.e
 	if s.tries > 0 {
@@ -435,10 +436,19 @@ func (r *run) pullSlot(ctx context.Context, s *slot) error {
 	}
 	pullErr = e.c.Stream.Pull(ctx, p)
 	r.fin.pulled(s, p.edge)
+	fatal := false
 	if pullErr != nil {
 		b.Fail()
 		if ctx.Err() == nil {
-			e.log.Warn("window pull failed, it will be pulled again", "start", s.w.Start.UTC().Format(time.RFC3339), "end", s.w.End.UTC().Format(time.RFC3339), "err", pullErr)
+			// A throttling or transient error that outlasted Pull.Call's
+			// attempts fails the window alone: it is pulled again later.
+			// Anything else (access denied, a bad parameter) would fail
+			// every window the same way: the unit stops, so that the
+			// runner reports it degraded and restarts it with backoff.
+			fatal = !retryable(pullErr)
+			if !fatal {
+				e.log.Warn("window pull failed, it will be pulled again", "start", s.w.Start.UTC().Format(time.RFC3339), "end", s.w.End.UTC().Format(time.RFC3339), "err", pullErr)
+			}
 		}
 	}
 	b.Close()
@@ -446,13 +456,16 @@ func (r *run) pullSlot(ctx context.Context, s *slot) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	if fatal {
+		return fmt.Errorf("pull %s – %s: %w", s.w.Start.UTC().Format(time.RFC3339), s.w.End.UTC().Format(time.RFC3339), pullErr)
+	}
 	return nil
 }
 
 // drain waits up to grace for the windows in flight to settle.
 func (r *run) drain(grace time.Duration) {
 	deadline := time.After(grace)
-	for r.fin.pending() > 0 {
+	for r.fin.unsettled() > 0 {
 		select {
 		case <-deadline:
 			return

@@ -2,12 +2,15 @@ package pullengine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/aws/smithy-go"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
@@ -71,7 +74,8 @@ func (s *hourStream) Pull(ctx context.Context, p *Pull) error {
 		}
 	}
 	if left := s.failOn[h]; left > 0 && *n.(*int) <= left {
-		return fmt.Errorf("injected failure of hour %d", h)
+		// Throttling that outlasted the attempts: the window is pulled again.
+		return fmt.Errorf("hour %d: %w", h, &smithy.GenericAPIError{Code: "ThrottlingException", Message: "injected"})
 	}
 	return nil
 }
@@ -213,5 +217,48 @@ func TestEngineCheckpointNeverPassesUndelivered(t *testing.T) {
 		if _, ok := delivered2.Load(id); !ok {
 			t.Errorf("%s not delivered by the second run", id)
 		}
+	}
+}
+
+// failStream fails every pull with err.
+type failStream struct {
+	hourStream
+	err error
+}
+
+func (s *failStream) Pull(context.Context, *Pull) error { return s.err }
+
+// A pull error that is not throttling or transient (access denied) stops
+// the Run with that error, for the runner to report and restart; the
+// checkpoint does not move.
+func TestPermanentPullErrorEndsRun(t *testing.T) {
+	origin := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	denied := fmt.Errorf("LookupEvents: %w", &smithy.GenericAPIError{Code: "AccessDeniedException", Message: "no"})
+	st := &failStream{hourStream: hourStream{origin: origin, hours: 5}, err: denied}
+	store := state.NewMemory()
+	eng, err := New(Config{
+		Key: state.Key{Input: "a", Service: "s", Region: "r", Sub: "x"}, Store: store, Stream: st,
+		Start: func(time.Time) time.Time { return origin },
+		Now:   func() time.Time { return origin.Add(6 * time.Hour) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := pipeline.NewQueue(64, 1<<20)
+	p := pipeline.New(slog.New(slog.DiscardHandler), pipeline.Options{}, []*pipeline.Output{{Name: "o", Queue: q}}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := eng.Run(ctx, p); !errors.Is(err, denied) {
+		t.Fatalf("Run returned %v, want the access error", err)
+	}
+	if _, ok, _ := LoadCheckpoint(store, state.Key{Input: "a", Service: "s", Region: "r", Sub: "x"}); ok {
+		t.Errorf("a checkpoint was saved")
+	}
+
+	// Throttling that outlasted the attempts is not fatal: the window is
+	// pulled again.
+	throttled := &smithy.GenericAPIError{Code: "ThrottlingException", Message: "slow down"}
+	if !retryable(throttled) || retryable(denied) {
+		t.Errorf("retryable: throttling %v, access denied %v", retryable(throttled), retryable(denied))
 	}
 }

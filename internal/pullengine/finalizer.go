@@ -166,6 +166,20 @@ func (f *finalizer) pending() int {
 	return len(f.slots)
 }
 
+// unsettled is the number of windows whose current attempt has not
+// settled: what a Run that ends can still wait for.
+func (f *finalizer) unsettled() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, s := range f.slots {
+		if s.state == slotPulling {
+			n++
+		}
+	}
+	return n
+}
+
 // mark is the current checkpoint.
 func (f *finalizer) mark() Mark {
 	f.mu.Lock()
