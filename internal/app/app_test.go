@@ -73,6 +73,19 @@ func TestEverySQSServiceKindHasASource(t *testing.T) {
 	}
 }
 
+// audits_api runs on the pull engine; the other API kinds are still
+// refused at start.
+func TestAPIServiceKinds(t *testing.T) {
+	if builders[config.CloudTrailAPI] == nil {
+		t.Errorf("no builder for %s", config.CloudTrailAPI)
+	}
+	for _, k := range []config.ServiceKind{config.Metrics, config.Logs, config.GuardDuty} {
+		if builders[k] != nil {
+			t.Errorf("%s has a builder: the README says it is not built yet", k)
+		}
+	}
+}
+
 // TestCollectorDetailsAndQueueMetrics: generate_collector_details gives one
 // start-up record naming the outputs, and queue_generate_metrics a record
 // per output every period; both reach the log and, as internal messages,

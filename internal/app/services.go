@@ -5,12 +5,14 @@ import (
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudtrail"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/awsapi"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/source/cloudtrailapi"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/source/s3sqs"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/source/sqsevents"
 )
@@ -27,6 +29,29 @@ func init() {
 	builders[config.CloudTrailS3] = buildS3SQS
 	builders[config.S3Logs] = buildS3SQS
 	builders[config.Umbrella] = buildS3SQS
+	builders[config.CloudTrailAPI] = buildCloudTrailAPI
+}
+
+func buildCloudTrailAPI(ctx context.Context, d Deps) (pipeline.Source, error) {
+	sess := d.Env.Session
+	return cloudtrailapi.New(cloudtrailapi.Options{
+		Service:   d.Service,
+		Region:    d.Region,
+		InputName: d.Input.Name,
+		NewClient: func(apiOption func(*cloudtrail.Options)) cloudtrailapi.Client {
+			return sess.CloudTrail(d.Region, func(o *cloudtrail.Options) {
+				if ep := d.Service.Endpoints[awsapi.APICloudTrail]; ep != "" {
+					o.BaseEndpoint = aws.String(ep)
+				}
+			}, apiOption)
+		},
+		AccountID:   sess.AccountID,
+		Environment: d.Input.Environment,
+		Store:       d.Env.State,
+		Log:         d.Log,
+		Stats:       d.Stats,
+		Registry:    d.Registry,
+	})
 }
 
 func buildSQSEvents(ctx context.Context, d Deps) (pipeline.Source, error) {

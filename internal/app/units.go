@@ -20,6 +20,9 @@ type Deps struct {
 	Log     *slog.Logger // scoped with input, service, region
 	Stats   *stats.Unit
 	Env     *Env // shared per input: AWS session, account id, state store
+	// Registry holds the counters beyond the unit's own (API calls per
+	// operation, pull-engine streams).
+	Registry *stats.Registry
 }
 
 // Builder makes the source of one (input, service, region) unit.
@@ -51,7 +54,7 @@ func buildUnits(ctx context.Context, cfg *config.Config, store state.Store, reg 
 				counters := reg.Unit(in.Name, svc.Name, region)
 				src, err := build(ctx, Deps{
 					Input: in, Service: svc, Region: region,
-					Log: ulog, Stats: counters, Env: env,
+					Log: ulog, Stats: counters, Env: env, Registry: reg,
 				})
 				if err != nil {
 					return nil, fmt.Errorf("service %q in %s: %w", svc.Name, region, err)

@@ -218,3 +218,31 @@ func TestCloudTrailExpiredCredentials(t *testing.T) {
 		t.Fatalf("other key: %v", err)
 	}
 }
+
+// LimitRate(2, 1s) is LookupEvents' quota: a third call within a second of
+// two accepted ones is throttled, and the call log carries arrival times.
+func TestCloudTrailRateQuota(t *testing.T) {
+	ct := NewCloudTrail(t)
+	loadTrail(ct, 10, time.Now())
+	c := cloudtrail.NewFromConfig(testConfig(testAccessKey), func(o *cloudtrail.Options) {
+		o.BaseEndpoint = aws.String(ct.URL)
+		o.RetryMaxAttempts = 1
+	})
+	ctx := testContext(t)
+	ct.LimitRate(2, time.Second)
+	for i := range 2 {
+		if _, err := c.LookupEvents(ctx, &cloudtrail.LookupEventsInput{}); err != nil {
+			t.Fatalf("call %d: %v", i+1, err)
+		}
+	}
+	_, err := c.LookupEvents(ctx, &cloudtrail.LookupEventsInput{})
+	wantAPIError(t, err, "ThrottlingException")
+	calls := ct.Calls()
+	if len(calls) != 3 || calls[2].ErrCode != "ThrottlingException" || calls[0].At.IsZero() || calls[2].At.Before(calls[0].At) {
+		t.Fatalf("call log %+v", calls)
+	}
+	time.Sleep(time.Until(calls[0].At.Add(time.Second + 50*time.Millisecond)))
+	if _, err := c.LookupEvents(ctx, &cloudtrail.LookupEventsInput{}); err != nil {
+		t.Fatalf("a second later: %v", err)
+	}
+}

@@ -26,6 +26,9 @@ type Call struct {
 	AccessKeyID string
 	// ErrCode is the error code the fake answered with, "" on success.
 	ErrCode string
+	// At is when the request arrived (wall clock, whatever SetClock says),
+	// for rate assertions.
+	At time.Time
 }
 
 // apiError is an error reply; each protocol renders it in its own shape.
@@ -71,6 +74,10 @@ type fake struct {
 	throttleEvery int
 	expired       map[string]bool
 	cursors       map[string]*cursor
+	// rateN calls per ratePer, when set: AWS's per-second quotas.
+	rateN    int
+	ratePer  time.Duration
+	accepted []time.Time // arrival of recent calls not throttled by the rate
 }
 
 func (f *fake) start(t testing.TB, p protocol, h http.Handler) {
@@ -107,6 +114,16 @@ func (f *fake) ThrottleEvery(k int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.throttleEvery = k
+}
+
+// LimitRate makes the fake enforce a quota as AWS does: a call that
+// arrives when n calls were already accepted within the preceding per (a
+// sliding window) fails with ThrottlingException. n <= 0 turns it off.
+// CloudTrail's LookupEvents quota is LimitRate(2, time.Second).
+func (f *fake) LimitRate(n int, per time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rateN, f.ratePer, f.accepted = n, per, nil
 }
 
 // ExpireAccessKey makes every later call signed with this access key id fail
@@ -172,7 +189,7 @@ func (f *fake) call(r *http.Request, op string, in any, decodeErr *apiError, run
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	akid, aerr := signatureKey(r.Header.Get("Authorization"))
-	f.calls = append(f.calls, Call{Op: op, Input: in, AccessKeyID: akid})
+	f.calls = append(f.calls, Call{Op: op, Input: in, AccessKeyID: akid, At: time.Now()})
 	c := &f.calls[len(f.calls)-1]
 
 	if aerr == nil && f.expired[akid] {
@@ -180,6 +197,9 @@ func (f *fake) call(r *http.Request, op string, in any, decodeErr *apiError, run
 	}
 	if aerr == nil {
 		aerr = f.throttle()
+	}
+	if aerr == nil {
+		aerr = f.rateLimit(c.At)
 	}
 	if aerr == nil {
 		aerr = decodeErr
@@ -209,6 +229,26 @@ func (f *fake) throttle() *apiError {
 	}
 	f.throttled++
 	return newAPIError(http.StatusBadRequest, throttleCode, "Rate exceeded")
+}
+
+// rateLimit applies LimitRate to a call that arrived at.
+func (f *fake) rateLimit(at time.Time) *apiError {
+	if f.rateN <= 0 {
+		return nil
+	}
+	keep := f.accepted[:0]
+	for _, t := range f.accepted {
+		if at.Sub(t) < f.ratePer {
+			keep = append(keep, t)
+		}
+	}
+	f.accepted = keep
+	if len(f.accepted) >= f.rateN {
+		f.throttled++
+		return newAPIError(http.StatusBadRequest, throttleCode, "Rate exceeded")
+	}
+	f.accepted = append(f.accepted, at)
+	return nil
 }
 
 // signatureKey checks superficially that the request is SigV4-signed and

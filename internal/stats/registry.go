@@ -65,6 +65,8 @@ type Registry struct {
 	outputs map[string]*Output
 	health  *Health
 	prom    *prometheus.Registry
+	apis    map[apiKey]*API       // see api.go
+	streams map[streamKey]*Stream // see api.go
 }
 
 // NewRegistry returns an empty Registry.
@@ -74,9 +76,12 @@ func NewRegistry() *Registry {
 		outputs: make(map[string]*Output),
 		health:  NewHealth(),
 		prom:    prometheus.NewRegistry(),
+		apis:    make(map[apiKey]*API),
+		streams: make(map[streamKey]*Stream),
 	}
 	r.prom.MustRegister(
 		(*collector)(r),
+		(*pullCollector)(r),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

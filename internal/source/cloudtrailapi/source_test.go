@@ -1,0 +1,341 @@
+package cloudtrailapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/cloudtrail"
+
+	"github.com/devo-aws-collector/devo-aws-collector/internal/awstest"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/pullengine"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/stats"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/syncbuf"
+)
+
+func loadService(t *testing.T, body string) *config.Service {
+	t.Helper()
+	yaml := `globals:
+  persistence: {type: filesystem, config: {directory_name: state}}
+outputs:
+  console_1: {type: console}
+inputs:
+  aws:
+    id: "1"
+    regions: [us-east-1]
+    credentials: {access_key: AKIAEXAMPLEKEY000001, access_secret: "s"}
+    services:
+      audit-events-all:
+        types: [audits_api]
+` + body
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Load(path)
+	if err != nil {
+		t.Fatalf("load config: %v\n%s", err, yaml)
+	}
+	return c.Inputs[0].Services[0]
+}
+
+// sink delivers every event and records tag and payload.
+type sink struct {
+	mu  sync.Mutex
+	got []delivered
+}
+
+type delivered struct {
+	Tag     string
+	Payload []byte
+}
+
+func (s *sink) run(ctx context.Context, q *pipeline.Queue) {
+	buf := make([]*pipeline.Event, 0, 64)
+	for {
+		evs, err := q.Get(ctx, buf[:0], 64)
+		if err != nil {
+			return
+		}
+		for _, ev := range evs {
+			s.mu.Lock()
+			s.got = append(s.got, delivered{Tag: ev.Tag, Payload: bytes.Clone(ev.Payload)})
+			s.mu.Unlock()
+			q.Settle(ev, pipeline.Delivered)
+		}
+	}
+}
+
+func (s *sink) ids(t *testing.T) map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]int{}
+	for _, ev := range s.got {
+		var rec struct {
+			EventID string `json:"eventID"`
+			Pulling string `json:"@devo_pulling_id"`
+		}
+		if err := json.Unmarshal(ev.Payload, &rec); err != nil || rec.Pulling == "" {
+			t.Fatalf("payload %q: %v (pulling id %q)", ev.Payload, err, rec.Pulling)
+		}
+		out[rec.EventID]++
+	}
+	return out
+}
+
+type harness struct {
+	t *testing.T
+	// sdkAttempts, when set, is the SDK client's RetryMaxAttempts.
+	sdkAttempts int
+	now         func() time.Time // nil: time.Now
+	ct          *awstest.CloudTrail
+	store       state.Store
+	log         syncbuf.Buffer
+	reg         *stats.Registry
+}
+
+func (h *harness) source(svc *config.Service) *Source {
+	h.t.Helper()
+	src, err := New(Options{
+		Service: svc, Region: "us-east-1", InputName: "aws",
+		NewClient: func(opt func(*cloudtrail.Options)) Client {
+			return cloudtrail.New(cloudtrail.Options{
+				Region: "us-east-1", BaseEndpoint: aws.String(h.ct.URL),
+				Credentials:      credentials.NewStaticCredentialsProvider("AKIDTEST", "s", ""),
+				RetryMaxAttempts: h.sdkAttempts,
+			}, opt)
+		},
+		AccountID:   func(context.Context) (string, error) { return "123456789012", nil },
+		Store:       h.store,
+		Now:         h.now,
+		Log:         slog.New(slog.NewTextHandler(&h.log, nil)),
+		Registry:    h.reg,
+		QuotaPeriod: time.Millisecond,
+		Tune: func(c *pullengine.Config) {
+			c.RetryBase, c.RetryMax = time.Millisecond, 10*time.Millisecond
+		},
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return src
+}
+
+// run runs src until the checkpoint reaches until, then stops it.
+func (h *harness) run(src *Source, until time.Time) *sink {
+	h.t.Helper()
+	q := pipeline.NewQueue(1000, 64<<20)
+	p := pipeline.New(slog.New(slog.DiscardHandler), pipeline.Options{}, []*pipeline.Output{{Name: "o", Queue: q}}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &sink{}
+	go s.run(ctx, q)
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx, p) }()
+	key := state.Key{Input: "aws", Service: "audit-events-all", Region: "us-east-1", Sub: StreamName}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		cp, ok, err := pullengine.LoadCheckpoint(h.store, key)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		if ok && !cp.End.Before(until) {
+			break
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			h.t.Fatalf("checkpoint %v never reached %v\n%s", cp.End, until, h.log.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		h.t.Fatal(err)
+	}
+	return s
+}
+
+// Three days in slots of 24 hours: events on the slot edges arrive once,
+// drop_event_names, other regions and unlisted sources are not emitted,
+// tags follow the eventSource, payloads are the CloudTrailEvent plus the
+// pulling id; a restart resumes at the checkpoint and pulls no slot again.
+func TestSlotsEdgesFiltersAndRestart(t *testing.T) {
+	now := time.Now().UTC()
+	start := now.Add(-3 * 24 * time.Hour).Truncate(time.Hour)
+	h := &harness{t: t, ct: awstest.NewCloudTrail(t), store: state.NewMemory(), reg: stats.NewRegistry()}
+	svc := loadService(t, fmt.Sprintf(`        start_time: %q
+        time_slot_in_hours: 24
+        gap_until_now_in_minutes: 15
+        auto_event_type: true
+        sources: [s3.amazonaws.com, ec2.amazonaws.com]
+        drop_event_names: [DescribeInstances]
+`, start.Format(time.RFC3339)))
+
+	want := map[string]bool{}
+	add := func(id, src, name string, at time.Time, region string) {
+		ev := awstest.LookupEvent{EventID: id, EventSource: src, EventName: name, EventTime: at}
+		if region != "" {
+			ev.CloudTrailEvent = fmt.Sprintf(`{"eventVersion":"1.09","eventTime":%q,"eventSource":%q,"eventName":%q,"awsRegion":%q,"eventID":%q}`,
+				at.Format(time.RFC3339), src, name, region, id)
+		}
+		h.ct.AddEvents(ev)
+	}
+	for d := 0; d <= 3; d++ {
+		edge := start.Add(time.Duration(d) * 24 * time.Hour)
+		add(fmt.Sprint("edge-", d), "s3.amazonaws.com", "PutObject", edge, "") // exactly on a slot edge
+		want[fmt.Sprint("edge-", d)] = true
+		for i := range 120 {
+			at := edge.Add(time.Duration(i+1) * 10 * time.Minute)
+			if at.After(now.Add(-15 * time.Minute)) {
+				break
+			}
+			id := fmt.Sprintf("d%d-%d", d, i)
+			switch i % 6 {
+			case 0:
+				add(id, "ec2.amazonaws.com", "DescribeInstances", at, "") // dropped
+			case 1:
+				add(id, "iam.amazonaws.com", "CreateRole", at, "") // source not listed
+			case 2:
+				add(id, "s3.amazonaws.com", "GetObject", at, "eu-west-1") // other region
+			default:
+				src := "s3.amazonaws.com"
+				if i%2 == 0 {
+					src = "ec2.amazonaws.com"
+				}
+				add(id, src, "Call", at, "")
+				want[id] = true
+			}
+		}
+	}
+	// Only within the collection horizon.
+	horizon := now.Add(-15 * time.Minute)
+	if !start.Add(3 * 24 * time.Hour).Before(horizon) {
+		delete(want, "edge-3")
+	}
+
+	sk := h.run(h.source(svc), horizon.Add(-time.Minute))
+	got := sk.ids(t)
+	for id := range want {
+		if got[id] != 1 {
+			t.Errorf("%s arrived %d times, want 1", id, got[id])
+		}
+	}
+	for id, n := range got {
+		if !want[id] {
+			t.Errorf("%s arrived %d times, want none", id, n)
+		}
+	}
+	for _, ev := range sk.got {
+		var rec struct{ EventSource string }
+		_ = json.Unmarshal(ev.Payload, &rec)
+		name := strings.TrimSuffix(rec.EventSource, ".amazonaws.com")
+		if wantTag := "cloud.aws.cloudtrail." + name + ".123456789012.us-east-1.1"; ev.Tag != wantTag {
+			t.Errorf("tag %q, want %q", ev.Tag, wantTag)
+			break
+		}
+		if !bytes.HasPrefix(ev.Payload, []byte(`{"awsRegion":"us-east-1",`)) || !bytes.Contains(ev.Payload, []byte(`,"recipientAccountId":"123456789012","@devo_pulling_id":"`)) {
+			t.Errorf("payload %q", ev.Payload)
+			break
+		}
+	}
+	log := h.log.String()
+	slots := 3
+	if start.Add(72 * time.Hour).Before(horizon.Truncate(time.Second)) {
+		slots = 4
+	}
+	for _, line := range []string{
+		fmt.Sprint("Total number of time slots to be processed: ", slots),
+		`Using 15 minutes as \"gap until now\", start_date: \"` + start.Format("2006-01-02T15:04:05.000000-07:00"),
+		`time_slot_in_hours: \"24\"`,
+		"Received ",
+		"messages (total/dropped/other_region/duplicated/generated): ",
+		`tag template used: \"cloud.aws.cloudtrail.{event_type}.123456789012.us-east-1.1\"`,
+		"Starting data collection every 60 seconds",
+	} {
+		if !strings.Contains(log, line) {
+			t.Errorf("log lacks %s", line)
+		}
+	}
+	// Every LookupEvents call asked for 50, filtered by exactly one listed source.
+	for _, c := range h.ct.Calls() {
+		in := c.Input.(*awstest.LookupEventsRequest)
+		if in.MaxResults == nil || *in.MaxResults != PageSize || len(in.LookupAttributes) != 1 || in.LookupAttributes[0].AttributeKey != "EventSource" {
+			t.Fatalf("request %+v", in)
+		}
+	}
+	// The calls are counted per operation.
+	if n := h.reg.API("aws", "audit-events-all", "us-east-1", "CloudTrail", "LookupEvents").Calls.Load(); n != int64(len(h.ct.Calls())) {
+		t.Errorf("api calls counted %d, fake saw %d", n, len(h.ct.Calls()))
+	}
+
+	// Restart: a new Source on the same store starts at the checkpoint.
+	before := len(h.ct.Calls())
+	cp, _, _ := pullengine.LoadCheckpoint(h.store, state.Key{Input: "aws", Service: "audit-events-all", Region: "us-east-1", Sub: StreamName})
+	h.ct.AddEvents(awstest.LookupEvent{EventID: "late", EventSource: "s3.amazonaws.com", EventName: "Call", EventTime: cp.End.Add(time.Second)})
+	h.now = func() time.Time { return time.Now().Add(2 * time.Minute) }
+	sk2 := h.run(h.source(svc), cp.End.Add(time.Minute))
+	if got := sk2.ids(t); len(got) != 1 || got["late"] != 1 {
+		t.Errorf("after the restart: %v, want only the late event", got)
+	}
+	for _, c := range h.ct.Calls()[before:] {
+		in := c.Input.(*awstest.LookupEventsRequest)
+		if in.StartTime.Before(cp.End.Truncate(time.Second)) {
+			t.Fatalf("after the restart a request starts at %v, before the checkpoint %v", in.StartTime, cp.End)
+		}
+	}
+}
+
+// A start_time beyond LookupEvents' 90 days is clamped with a WARN.
+func TestStartTimeClampedTo90Days(t *testing.T) {
+	now := time.Now().UTC()
+	h := &harness{t: t, ct: awstest.NewCloudTrail(t), store: state.NewMemory(), reg: stats.NewRegistry()}
+	svc := loadService(t, fmt.Sprintf("        start_time: %q\n        time_slot_in_hours: 720\n", now.Add(-100*24*time.Hour).Format(time.RFC3339)))
+	h.run(h.source(svc), now.Add(-20*time.Minute))
+	if !strings.Contains(h.log.String(), "level=WARN msg=\"start is older than the API's history") {
+		t.Errorf("no WARN for the clamp:\n%s", h.log.String())
+	}
+	first := h.ct.Calls()[0].Input.(*awstest.LookupEventsRequest)
+	if first.StartTime.Before(now.Add(-90 * 24 * time.Hour)) {
+		t.Errorf("first request starts at %v, more than 90 days ago", first.StartTime)
+	}
+}
+
+// Throttling that outlasts the SDK's own retries is retried by the engine
+// with backoff: the slot still completes, nothing is lost or sent twice,
+// and every attempt is counted, the throttled ones too.
+func TestThrottlingIsRetriedWithBackoff(t *testing.T) {
+	now := time.Now().UTC()
+	h := &harness{t: t, ct: awstest.NewCloudTrail(t), store: state.NewMemory(), reg: stats.NewRegistry(), sdkAttempts: 1}
+	start := now.Add(-2 * time.Hour).Truncate(time.Hour)
+	for i := range 120 {
+		h.ct.AddEvents(awstest.LookupEvent{EventID: fmt.Sprint("t-", i), EventSource: "s3.amazonaws.com", EventName: "Call", EventTime: start.Add(time.Duration(i) * 30 * time.Second)})
+	}
+	h.ct.ThrottleEvery(2) // every other request, paging included
+	svc := loadService(t, fmt.Sprintf("        start_time: %q\n", start.Format(time.RFC3339)))
+	sk := h.run(h.source(svc), now.Add(-16*time.Minute))
+	got := sk.ids(t)
+	for i := range 120 {
+		if got[fmt.Sprint("t-", i)] != 1 {
+			t.Fatalf("t-%d arrived %d times", i, got[fmt.Sprint("t-", i)])
+		}
+	}
+	if h.ct.Throttled() == 0 || !strings.Contains(h.log.String(), `msg="request failed, retrying" request=LookupEvents attempt=1`) {
+		t.Errorf("%d throttles, log:\n%s", h.ct.Throttled(), h.log.String())
+	}
+	api := h.reg.API("aws", "audit-events-all", "us-east-1", "CloudTrail", "LookupEvents")
+	if api.Throttled.Load() != int64(h.ct.Throttled()) || api.Calls.Load() != int64(len(h.ct.Calls())) {
+		t.Errorf("counted %d calls, %d throttled; the fake saw %d, %d throttled", api.Calls.Load(), api.Throttled.Load(), len(h.ct.Calls()), h.ct.Throttled())
+	}
+}
