@@ -30,8 +30,13 @@ vet:
 test: deps fmt-check vet
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
 
-bench:
-	$(GO) test -run='^$$' -bench=. -benchmem $(PKGS)
+## bench: the go test benchmarks, then the end-to-end harness through the binary
+## (tools/bench); both go into one markdown report under bench/results/.
+BENCH_OBJECTS ?= 200
+bench: deps build
+	mkdir -p bench/results
+	$(GO) test -run='^$$' -bench=. -benchmem $(PKGS) | tee bench/results/gotest-latest.txt
+	$(GO) run ./tools/bench -collector $(BIN) -objects $(BENCH_OBJECTS) -gotest bench/results/gotest-latest.txt
 
 ## fuzz: every format parser's fuzz target, FUZZTIME each (default 5m).
 fuzz:

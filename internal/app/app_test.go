@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -56,10 +57,18 @@ func TestUnimplementedServiceKindFailsAtStart(t *testing.T) {
 	}
 }
 
+// TestEverySQSServiceKindHasASource: every SQS kind of the config registry
+// has a source, and every builder serves a registered kind.
 func TestEverySQSServiceKindHasASource(t *testing.T) {
-	for _, k := range []config.ServiceKind{config.EventBridge, config.SecurityHub, config.CloudTrailS3, config.S3Logs, config.Umbrella} {
-		if builders[k] == nil {
+	kinds := config.Kinds()
+	for _, k := range kinds {
+		if k.SQS() && builders[k] == nil {
 			t.Errorf("no builder for %s", k)
+		}
+	}
+	for k := range builders {
+		if !slices.Contains(kinds, k) {
+			t.Errorf("builder for %q, which config does not register", k)
 		}
 	}
 }

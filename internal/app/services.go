@@ -17,6 +17,12 @@ import (
 	"github.com/devo-aws-collector/devo-aws-collector/internal/source/sqsevents"
 )
 
+// builders is the unit-builder registry: the source of each service kind
+// (config.Kinds). Adding a service is its config entry (internal/config,
+// kind_*.go), one folder under internal/source and one line here; a kind
+// without a line is refused at start. See docs/architecture.md.
+var builders = map[config.ServiceKind]Builder{}
+
 func init() {
 	builders[config.EventBridge] = buildSQSEvents
 	builders[config.SecurityHub] = buildSQSEvents

@@ -28,10 +28,6 @@ type Deps struct {
 // Builder makes the source of one (input, service, region) unit.
 type Builder func(ctx context.Context, d Deps) (pipeline.Source, error)
 
-// builders maps each service kind to its source. Adding a service is one
-// folder under internal/source plus one line here.
-var builders = map[config.ServiceKind]Builder{} // filled in services.go
-
 // unitName is how logs and /healthz name a unit.
 func unitName(in *config.Input, svc *config.Service, region string) string {
 	return strings.Join([]string{in.Name, svc.Name, region}, "/")

@@ -2,11 +2,13 @@ package awsapi
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -51,8 +53,9 @@ func (r *recorder) take() []string {
 }
 
 // TestClientsEndpointsAndLimits: every typed client goes to its endpoint
-// override (the per-API entry winning over endpoint_url) and waits on its
-// own (region, API) token bucket before each request.
+// override (the per-API entry winning over endpoint_url); the low-quota
+// query APIs wait on their own (region, API) token bucket before each
+// request, while SQS, S3 and STS never wait.
 func TestClientsEndpointsAndLimits(t *testing.T) {
 	isolateEnv(t)
 	global := newRecorder(t, "global", http.StatusNotFound)
@@ -122,10 +125,20 @@ func TestClientsEndpointsAndLimits(t *testing.T) {
 			if h := other.take(); len(h) != 0 {
 				t.Fatalf("%s endpoint got %q, want nothing", other.name, h)
 			}
-			// Second call: no token until the context would have ended,
-			// so it fails without a request.
 			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 			defer cancel()
+			if !limited(tt.serviceID) {
+				// Not paced: the second call reaches the endpoint at once.
+				if err := tt.call(ctx); err == nil || strings.Contains(err.Error(), "wait for rate limit") {
+					t.Fatalf("err = %v, want the endpoint's error, not a rate limit wait", err)
+				}
+				if h := tt.want.take(); len(h) != 1 {
+					t.Fatalf("second call: %s endpoint got %q, want one request", tt.want.name, h)
+				}
+				return
+			}
+			// Second call: no token until the context would have ended,
+			// so it fails without a request.
 			err := tt.call(ctx)
 			if err == nil || !strings.Contains(err.Error(), "wait for rate limit") {
 				t.Fatalf("err = %v, want the rate limit wait to fail", err)
@@ -138,8 +151,18 @@ func TestClientsEndpointsAndLimits(t *testing.T) {
 			}
 		})
 	}
+	for _, api := range []string{"SQS", "S3", "STS"} {
+		if limited(api) {
+			t.Errorf("%s is rate limited, want it never to wait", api)
+		}
+	}
+	for _, api := range []string{"CloudWatch Logs", "CloudWatch", "GuardDuty", "CloudTrail"} {
+		if !limited(api) {
+			t.Errorf("%s is not rate limited", api)
+		}
+	}
 	// Buckets are per region: the same API elsewhere still has its token.
-	if tok := s.limits.limiter("ap-south-1", "SQS").Tokens(); tok < 1 {
+	if tok := s.limits.limiter("ap-south-1", "GuardDuty").Tokens(); tok < 1 {
 		t.Errorf("another region's bucket has %.2f tokens, want a full burst", tok)
 	}
 }
@@ -157,7 +180,7 @@ func TestLimitCoversRetries(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := s.SQS("us-east-1").ListQueues(ctx, &sqs.ListQueuesInput{}); err == nil {
+	if _, err := s.Logs("us-east-1").DescribeLogGroups(ctx, &cloudwatchlogs.DescribeLogGroupsInput{}); err == nil {
 		t.Fatal("call succeeded against a 503 endpoint")
 	}
 	if hits := busy.take(); len(hits) != 1 {
@@ -165,20 +188,27 @@ func TestLimitCoversRetries(t *testing.T) {
 	}
 }
 
-// TestLimitBoundsCallRate hammers one API from several goroutines. A token
-// bucket can never let through more than burst + rate × elapsed, whatever
-// the machine's speed.
+// TestLimitBoundsCallRate hammers one limited API (CloudWatch Logs) from
+// several goroutines. A token bucket can never let through more than
+// burst + rate × elapsed, whatever the machine's speed.
 func TestLimitBoundsCallRate(t *testing.T) {
-	f := newFakeSTS(t)
+	isolateEnv(t)
+	var served atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		served.Add(1)
+		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+		_, _ = w.Write([]byte("{}"))
+	}))
+	t.Cleanup(srv.Close)
 	const rps = 20
 	s, err := NewSession(context.Background(), Options{
 		Mode: Keys, AccessKey: userKey, AccessSecret: userSecret, Region: "us-east-1",
-		EndpointURL: f.URL, RequestsPerSecond: rps, RetryMaxAttempts: 1, Logger: slog.New(&logRecorder{}),
+		EndpointURL: srv.URL, RequestsPerSecond: rps, RetryMaxAttempts: 1, Logger: slog.New(&logRecorder{}),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	client := s.STS("")
+	client := s.Logs("")
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()
@@ -186,47 +216,130 @@ func TestLimitBoundsCallRate(t *testing.T) {
 	for range 4 {
 		wg.Go(func() {
 			for ctx.Err() == nil {
-				_, _ = client.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+				_, _ = client.DescribeLogGroups(ctx, &cloudwatchlogs.DescribeLogGroupsInput{})
 			}
 		})
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
 
-	served := 0
-	for _, c := range f.CallsOf("GetCallerIdentity") {
-		if c.ErrorCode == "" {
-			served++
-		}
-	}
-	limit := s.limits.limiter("us-east-1", "STS")
+	limit := s.limits.limiter("us-east-1", "CloudWatch Logs")
 	if limit.Burst() != rps {
 		t.Errorf("burst = %d, want %d", limit.Burst(), rps)
 	}
+	n := int(served.Load())
 	bound := rps + int(rps*elapsed.Seconds()) + 1
-	if served > bound {
-		t.Errorf("%d calls in %v, more than the bucket allows (%d)", served, elapsed, bound)
+	if n > bound {
+		t.Errorf("%d calls in %v, more than the bucket allows (%d)", n, elapsed, bound)
 	}
-	if served < rps {
-		t.Errorf("%d calls, want at least the burst of %d", served, rps)
+	if n < rps {
+		t.Errorf("%d calls, want at least the burst of %d", n, rps)
+	}
+}
+
+// TestS3AndSQSAreNotThrottled: with requests_per_second at one call per
+// 1000 s, 50 GetObject and 50 ReceiveMessage calls through the Session's
+// clients all reach the server and none takes a token, while a second
+// CloudWatch Logs call still waits for one. An S3+SQS service therefore
+// fetches objects as fast as its workers allow, whatever the setting.
+func TestS3AndSQSAreNotThrottled(t *testing.T) {
+	isolateEnv(t)
+	var gets, receives atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Header.Get("X-Amz-Target") == "AmazonSQS.ReceiveMessage":
+			receives.Add(1)
+			w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+			_, _ = w.Write([]byte(`{"Messages":[]}`))
+		case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/bkt/"):
+			gets.Add(1)
+			_, _ = w.Write([]byte("object body"))
+		default:
+			w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+			_, _ = w.Write([]byte("{}"))
+		}
+	}))
+	t.Cleanup(srv.Close)
+	s, err := NewSession(context.Background(), Options{
+		Mode: Keys, AccessKey: userKey, AccessSecret: userSecret, Region: "us-east-1",
+		EndpointURL: srv.URL, RequestsPerSecond: 0.001, RetryMaxAttempts: 1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Were these calls paced at 0.001/s, all but the first would fail
+	// with "wait for rate limit" once this context ends.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s3c, sqsc := s.S3("eu-west-1"), s.SQS("eu-west-1")
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	for i := range 50 {
+		wg.Go(func() {
+			out, err := s3c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("bkt"), Key: aws.String(fmt.Sprintf("k%d", i))})
+			if err == nil {
+				out.Body.Close()
+			}
+			errs <- err
+		})
+		wg.Go(func() {
+			_, err := sqsc.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(srv.URL + "/000000000000/q")})
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("an S3 or SQS call failed: %v", err)
+		}
+	}
+	if gets.Load() != 50 || receives.Load() != 50 {
+		t.Fatalf("server saw %d GetObject and %d ReceiveMessage, want 50 each", gets.Load(), receives.Load())
+	}
+	if w := s.limits.waited.Load(); w != 0 {
+		t.Errorf("%d S3/SQS calls took a rate-limit token, want 0", w)
+	}
+	if b := s.limits.buckets(); b != 0 {
+		t.Errorf("%d rate-limit buckets made for S3/SQS calls, want none", b)
+	}
+
+	// CloudWatch Logs still waits: the first call takes the one token, the
+	// second cannot get one before its context ends.
+	logs := s.Logs("eu-west-1")
+	if _, err := logs.DescribeLogGroups(context.Background(), &cloudwatchlogs.DescribeLogGroupsInput{}); err != nil {
+		t.Fatalf("first logs call: %v", err)
+	}
+	short, cancelShort := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancelShort()
+	if _, err := logs.DescribeLogGroups(short, &cloudwatchlogs.DescribeLogGroupsInput{}); err == nil || !strings.Contains(err.Error(), "wait for rate limit") {
+		t.Fatalf("second logs call: err = %v, want a rate limit wait", err)
+	}
+	if w := s.limits.waited.Load(); w != 2 {
+		t.Errorf("%d calls took a token, want the 2 CloudWatch Logs calls", w)
 	}
 }
 
 func TestNewLimitsDefaults(t *testing.T) {
 	for _, tt := range []struct {
 		rps       float64
+		api       string
 		wantRate  float64
 		wantBurst int
 	}{
-		{0, DefaultRequestsPerSecond, DefaultRequestsPerSecond},
-		{-1, DefaultRequestsPerSecond, DefaultRequestsPerSecond},
-		{0.5, 0.5, 1},
-		{2.5, 2.5, 3},
-		{10, 10, 10},
+		{0, "GuardDuty", DefaultRequestsPerSecond, DefaultRequestsPerSecond},
+		{-1, "CloudWatch Logs", DefaultRequestsPerSecond, DefaultRequestsPerSecond},
+		{0.5, "CloudWatch", 0.5, 1},
+		{2.5, "GuardDuty", 2.5, 3},
+		{10, "CloudWatch Logs", 10, 10},
+		// LookupEvents: AWS allows 2 per second per account and region.
+		{0, "CloudTrail", 2, 2},
+		{10, "CloudTrail", 2, 2},
+		{0.5, "CloudTrail", 0.5, 1},
 	} {
-		l := newLimits(tt.rps)
-		if float64(l.rps) != tt.wantRate || l.burst != tt.wantBurst {
-			t.Errorf("newLimits(%v) = rate %v burst %d, want %v %d", tt.rps, l.rps, l.burst, tt.wantRate, tt.wantBurst)
+		lim := newLimits(tt.rps).limiter("us-east-1", tt.api)
+		if float64(lim.Limit()) != tt.wantRate || lim.Burst() != tt.wantBurst {
+			t.Errorf("newLimits(%v) for %s = rate %v burst %d, want %v %d", tt.rps, tt.api, lim.Limit(), lim.Burst(), tt.wantRate, tt.wantBurst)
 		}
 	}
 }

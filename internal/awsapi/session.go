@@ -71,7 +71,10 @@ type Options struct {
 	// S3 endpoint override.
 	S3ForcePathStyle bool
 
-	// RequestsPerSecond paces the calls of each (region, API); zero means
+	// RequestsPerSecond paces the calls of each (region, API) of the
+	// low-quota query APIs: CloudWatch Logs, CloudWatch metrics, GuardDuty
+	// and CloudTrail (which is further capped at LookupEvents' 2 per
+	// second). SQS, S3 and STS calls never wait on it. Zero means
 	// DefaultRequestsPerSecond.
 	RequestsPerSecond float64
 	// HTTPClient replaces the SDK's client (which honours HTTP_PROXY,
@@ -296,7 +299,7 @@ func (s *Session) Describe(ctx context.Context) (string, error) {
 
 // Config is an SDK configuration for region ("" means Options.Region): the
 // Session's credentials, HTTP client and retry settings, with the rate
-// limiter on every operation. Endpoint overrides are per client; use the
+// limiter on every operation of the limited APIs (see RequestsPerSecond). Endpoint overrides are per client; use the
 // typed constructors below, which apply them.
 func (s *Session) Config(region string) aws.Config {
 	cfg := s.base.Copy()

@@ -187,59 +187,15 @@ func maskKey(k string) string {
 	return "****" + k[len(k)-4:]
 }
 
-// ServiceKind says which puller runs a service.
-type ServiceKind int
-
-// The service kinds.
-const (
-	EventBridge   ServiceKind = iota // service-events-all: EventBridge → SQS FIFO
-	SecurityHub                      // sqs-cloudwatch-consumer
-	CloudTrailAPI                    // audit-events-all with audits_api
-	CloudTrailS3                     // audit-events-all with audits_s3
-	Metrics                          // metrics-all, ec2, custom keys with types [metrics]
-	Logs                             // custom keys: CloudWatch Logs
-	S3Logs                           // non-cloudwatch-logs: VPC Flow Logs / CloudFront via S3+SQS
-	GuardDuty                        // aws-guardduty
-	Umbrella                         // cisco-umbrella via S3+SQS
-)
-
-func (k ServiceKind) String() string {
-	switch k {
-	case EventBridge:
-		return "eventbridge"
-	case SecurityHub:
-		return "securityhub"
-	case CloudTrailAPI:
-		return "cloudtrail api"
-	case CloudTrailS3:
-		return "cloudtrail s3"
-	case Metrics:
-		return "metrics"
-	case Logs:
-		return "logs"
-	case S3Logs:
-		return "s3 logs"
-	case GuardDuty:
-		return "guardduty"
-	case Umbrella:
-		return "umbrella"
-	}
-	return fmt.Sprintf("ServiceKind(%d)", int(k))
-}
-
-// SQS reports whether the kind reads an SQS queue.
-func (k ServiceKind) SQS() bool {
-	switch k {
-	case EventBridge, SecurityHub, CloudTrailS3, S3Logs, Umbrella:
-		return true
-	}
-	return false
-}
-
 // Pattern maps an S3 object key to an event type (tags.md §4.3).
 type Pattern = tag.Pattern
 
 // Service is one entry of inputs.aws.services with defaults applied.
+//
+// The settings every kind has are fields of Service; the settings of a kind
+// or family are its own typed struct, embedded so that a source reads them
+// as svc.QueueName or svc.TimeSlot. The struct of a kind that does not run
+// the service stays zero.
 type Service struct {
 	Name   string
 	Custom bool // a key that is not a predefined service
@@ -248,39 +204,23 @@ type Service struct {
 
 	Tag         string // the user's override, "" if none
 	TagTemplate string // effective template: the override, or the built-in base (+".{environment}" when the input sets one)
-	// TypeTagTemplates holds, for non-cloudwatch-logs, the template of each
-	// type ("flowlogs" → cloud.aws.vpc…, "cloudfrontlogs" → cloud.aws.cloudfront…):
-	// a file's classification picks the table. Nil for other services.
-	TypeTagTemplates map[string]string
 
 	DefaultEventType string         // the event type when nothing is derived
 	EventTypeField   string         // record field the event type is derived from (tags.md §4)
 	EventTypeRegex   *regexp.Regexp // its capture group 1 is the event type
 	AutoEventType    bool           // effective: derive the event type per event (always true for cisco-umbrella)
 
-	QueueName string // SQS queue name or https:// URL
-
-	StartTime      string // as written; "" when absent
-	GapUntilNow    time.Duration
-	TimeSlot       time.Duration
-	Sources        []string // CloudTrail event sources; nil means all sources
-	DropEventNames []string
-
-	LogGroup                   string // a name, a prefix ending in "*", or "/" for all groups
-	UseFirstOptimizedRetrieval bool
-
-	MetricNamespaces, MetricStatistics []string
-	RequestPeriod                      time.Duration
-
-	EventTypePatterns []Pattern // S3 key → event type, in file order
+	StartTime     string        // as written; "" when absent or when the kind takes none
+	RequestPeriod time.Duration // request_period_in_seconds, default 60 s
 
 	Regions   []string          // effective: the service's override or the input's
 	Endpoints map[string]string // effective per-API endpoints (service map over input map over endpoint_url)
 
-	SQSMaxMessages       int
-	SQSWaitTime          time.Duration
-	SQSVisibilityTimeout time.Duration
-	MaxReceiveCount      int // extension max_receive_count: delete as poison after this many receives
+	SQSSettings        // kinds that read an SQS queue (ServiceKind.SQS)
+	CloudTrailSettings // audit-events-all, both types
+	S3Settings         // non-cloudwatch-logs and cisco-umbrella
+	LogsSettings       // custom logs
+	MetricsSettings    // metrics-all, ec2, custom metrics
 
 	bad map[string]bool // keys whose type was already reported while decoding
 }

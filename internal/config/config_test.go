@@ -89,7 +89,7 @@ func TestCompleteExampleLoads(t *testing.T) {
 	if got := ct.Deriver().EventType("ec2.amazonaws.com"); got != "ec2" {
 		t.Errorf("cloudtrail derivation %q", got)
 	}
-	if s := byName("service-events-all"); s.Kind != EventBridge || s.QueueName != "devo-eventbridge-all.fifo" || s.SQSMaxMessages != 10 || s.SQSWaitTime != 20*time.Second || s.SQSVisibilityTimeout != 300*time.Second || s.MaxReceiveCount != 5 || s.Deriver().EventType("aws.ssm") != "ssm" {
+	if s := byName("service-events-all"); s.Kind != EventBridge || s.QueueName != "devo-eventbridge-all.fifo" || s.SQSMaxMessages != 10 || s.SQSWaitTime != 20*time.Second || s.SQSVisibilityTimeout != 0 || s.MaxReceiveCount != 5 || s.Deriver().EventType("aws.ssm") != "ssm" {
 		t.Errorf("service-events-all %+v", s)
 	}
 	if s := byName("sqs-cloudwatch-consumer"); s.Kind != SecurityHub || s.AutoEventType || s.DefaultEventType != "findings" {

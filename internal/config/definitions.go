@@ -11,148 +11,9 @@ import (
 	"github.com/devo-aws-collector/devo-aws-collector/internal/tag"
 )
 
-// Names of the built-in definitions. Most are the service key; the
-// non-cloudwatch-logs service has one definition per type because VPC and
-// CloudFront files go to different tables, and custom keys use one of two
-// definitions depending on their type.
-const (
-	defEventBridge   = "service-events-all"
-	defSecurityHub   = "sqs-cloudwatch-consumer"
-	defCloudTrail    = "audit-events-all"
-	defFlowLogs      = "non-cloudwatch-logs.flowlogs"
-	defCloudFront    = "non-cloudwatch-logs.cloudfrontlogs"
-	defUmbrella      = "cisco-umbrella"
-	defMetricsAll    = "metrics-all"
-	defEC2           = "ec2"
-	defGuardDuty     = "aws-guardduty"
-	defCustomLogs    = "custom.logs"
-	defCustomMetrics = "custom.metrics"
-)
-
 // startTimeRegex is the start_time format of every non-metrics service
-// (spec config.md §10); metricsStartTimeRegex is YYYY-mm-ddTHH:MM:SSZ.
-const (
-	startTimeRegex        = `^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$`
-	metricsStartTimeRegex = `^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$`
-)
-
-// definitions are the built-in service definitions, modelled on the
-// product's module_properties so the "Internal definitions" rows of the
-// catalogue have something to check. They are plain data on purpose:
-// checkDefinition validates them exactly as the product validates its
-// definition file, and a unit test proves they pass.
-var definitions = map[string]any{
-	defEventBridge: map[string]any{"module_properties": map[string]any{
-		"tag_base":                          "cloud.aws.cloudwatch.{event_type}.{account_id}.{region_id}.{format_version}",
-		"event_type_default":                "events",
-		"event_type_source_field_name":      "source",
-		"event_type_extracting_regex":       `^aws\.([a-z0-9-]+)$`,
-		"enable_auto_event_type":            "false",
-		"enable_auto_event_type_config_key": "auto_event_type",
-		"sqs_queue_custom_name_key":         "sqs_queue_name",
-		"sqs_queue_required_default_name":   false,
-	}},
-	// Security Hub findings always go to the findings table; the derivation
-	// fields exist because section A requires them, but the service never
-	// turns auto_event_type on.
-	defSecurityHub: map[string]any{"module_properties": map[string]any{
-		"tag_base":                          "cloud.aws.securityhub.{event_type}.{account_id}.{region_id}.{format_version}",
-		"event_type_default":                "findings",
-		"event_type_source_field_name":      "source",
-		"event_type_extracting_regex":       `^aws\.(securityhub)$`,
-		"enable_auto_event_type":            "false",
-		"enable_auto_event_type_config_key": "auto_event_type",
-		"sqs_queue_custom_name_key":         "sqs_queue_name",
-		"sqs_queue_required_default_name":   false,
-	}},
-	defCloudTrail: map[string]any{"module_properties": map[string]any{
-		"tag_base":                          "cloud.aws.cloudtrail.{event_type}.{account_id}.{region_id}.{format_version}",
-		"event_type_default":                "events",
-		"event_type_source_field_name":      "eventSource",
-		"event_type_extracting_regex":       `^([a-z0-9-]+)\.amazonaws\.com$`,
-		"enable_auto_event_type":            "false",
-		"enable_auto_event_type_config_key": "auto_event_type",
-		"start_time_regex":                  startTimeRegex,
-		"gap_until_now_in_minutes":          15,
-		"time_slot_in_hours":                1,
-		"sources":                           "all_sources",
-		"sqs_s3_processor":                  map[string]any{"class_name": "cloudtrail"},
-		"sqs_queue_custom_name_key":         "sqs_queue_name",
-		"sqs_queue_required_default_name":   false,
-	}},
-	defFlowLogs: map[string]any{"module_properties": map[string]any{
-		"tag_base":                          "cloud.aws.vpc.{event_type}.{account_id}.{region_id}.{format_version}",
-		"event_type_default":                "unknown",
-		"enable_auto_event_type":            "false",
-		"enable_auto_event_type_config_key": "auto_event_type",
-		"start_time_regex":                  startTimeRegex,
-		"sqs_s3_processor":                  map[string]any{"class_name": "vpcflow"},
-		"sqs_queue_custom_name_key":         "sqs_queue_name",
-		"sqs_queue_required_default_name":   false,
-		"event_type_file_regex_patterns":    []any{[]any{"flowlogs", `(^|/)vpcflowlogs/`}, []any{"logs", `(^|/)[A-Z0-9]+\.\d{4}-\d{2}-\d{2}-\d{2}\.[A-Za-z0-9]+\.gz$`}},
-	}},
-	defCloudFront: map[string]any{"module_properties": map[string]any{
-		"tag_base":                          "cloud.aws.cloudfront.{event_type}.{account_id}.{region_id}.{format_version}",
-		"event_type_default":                "unknown",
-		"enable_auto_event_type":            "false",
-		"enable_auto_event_type_config_key": "auto_event_type",
-		"start_time_regex":                  startTimeRegex,
-		"sqs_s3_processor":                  map[string]any{"class_name": "cloudfront"},
-		"sqs_queue_custom_name_key":         "sqs_queue_name",
-		"sqs_queue_required_default_name":   false,
-		"event_type_file_regex_patterns":    []any{[]any{"flowlogs", `(^|/)vpcflowlogs/`}, []any{"logs", `(^|/)[A-Z0-9]+\.\d{4}-\d{2}-\d{2}-\d{2}\.[A-Za-z0-9]+\.gz$`}},
-	}},
-	defUmbrella: map[string]any{"module_properties": map[string]any{
-		"tag_base":                        "sig.cisco.umbrella.{event_type}.{account_id}.{region_id}.{format_version}",
-		"event_type_default":              "unknown",
-		"start_time_regex":                startTimeRegex,
-		"sqs_s3_processor":                map[string]any{"class_name": "umbrella"},
-		"sqs_queue_custom_name_key":       "sqs_queue_name",
-		"sqs_queue_required_default_name": false,
-		"event_type_file_regex_patterns":  []any{[]any{"dns", `(^|/)dnslogs/`}, []any{"ip", `(^|/)iplogs/`}, []any{"proxy", `(^|/)proxylogs/`}},
-	}},
-	// metric_namespace_from_config: the namespaces come from the user's
-	// metric_namespaces (E12), so the definition carries none.
-	defMetricsAll: map[string]any{"module_properties": map[string]any{
-		"tag_base":                     "cloud.aws.cloudwatch.{event_type}.{account_id}.{region_id}.{format_version}",
-		"event_type_default":           "metrics",
-		"start_time_regex":             metricsStartTimeRegex,
-		"metric_namespace_from_config": true,
-	}},
-	defEC2: map[string]any{"module_properties": map[string]any{
-		"tag_base":           "cloud.aws.cloudwatch.{event_type}.{account_id}.{region_id}.{format_version}",
-		"event_type_default": "metrics",
-		"start_time_regex":   metricsStartTimeRegex,
-		"metric_namespace":   []any{"AWS/EC2", "AWS/EC2Spot"},
-	}},
-	defCustomMetrics: map[string]any{"module_properties": map[string]any{
-		"tag_base":                     "cloud.aws.cloudwatch.{event_type}.{account_id}.{region_id}.{format_version}",
-		"event_type_default":           "metrics",
-		"start_time_regex":             metricsStartTimeRegex,
-		"metric_namespace_from_config": true,
-	}},
-	defCustomLogs: map[string]any{"module_properties": map[string]any{
-		"tag_base":           "cloud.aws.cloudwatch.{event_type}.{account_id}.{region_id}.{format_version}",
-		"event_type_default": "logs",
-		"start_time_regex":   startTimeRegex,
-	}},
-	defGuardDuty: map[string]any{"module_properties": map[string]any{
-		"tag_base":           "cloud.aws.guardduty.{event_type}.{account_id}.{region_id}.{format_version}",
-		"event_type_default": "findings",
-		"start_time_regex":   startTimeRegex,
-	}},
-}
-
-// definitionSections says which catalogue section checks each definition.
-// "CB": the CloudTrail definition serves audits_api (C) and audits_s3 (B).
-// "G": GuardDuty has no section; it is checked with the C rows it shares
-// (tag base, default event type, start_time regex).
-var definitionSections = map[string]string{
-	defEventBridge: "A", defSecurityHub: "A", defCloudTrail: "CB",
-	defFlowLogs: "B", defCloudFront: "B", defUmbrella: "B",
-	defMetricsAll: "E", defEC2: "E", defCustomMetrics: "E",
-	defCustomLogs: "D", defGuardDuty: "G",
-}
+// (spec config.md §10).
+const startTimeRegex = `^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$`
 
 // defChecker walks one definition, collecting catalogue errors.
 type defChecker struct {
@@ -466,20 +327,21 @@ type builtin struct {
 }
 
 var (
-	builtinsOnce sync.Once
-	builtins     map[string]*builtin
+	builtinsMu sync.Mutex
+	builtins   = map[string]*builtin{}
 )
 
-// builtinFor returns the typed form of a definition. Values that fail the
-// checker are left zero; CheckDefinitions reports them.
+// builtinFor returns the typed form of a definition, made on first use.
+// Values that fail the checker are left zero; CheckDefinitions reports them.
 func builtinFor(name string) *builtin {
-	builtinsOnce.Do(func() {
-		builtins = make(map[string]*builtin, len(definitions))
-		for n, d := range definitions {
-			builtins[n] = makeBuiltin(d)
-		}
-	})
-	return builtins[name]
+	builtinsMu.Lock()
+	defer builtinsMu.Unlock()
+	b, ok := builtins[name]
+	if !ok {
+		b = makeBuiltin(definitions[name])
+		builtins[name] = b
+	}
+	return b
 }
 
 func makeBuiltin(def any) *builtin {

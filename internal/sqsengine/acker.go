@@ -29,6 +29,8 @@ type acker struct {
 	// order is set for FIFO queues: fates take effect in receive order
 	// within a message group (order.go).
 	order *groupOrder
+	// vis is the run's visibility timeout (Config.visibility).
+	vis time.Duration
 
 	stopCh   chan struct{}
 	stopOnce sync.Once
@@ -118,6 +120,10 @@ func (a *acker) run(ctx context.Context, fates <-chan settled) {
 // take handles a settled message: at once on a standard queue; on a FIFO
 // queue when every earlier message of its group has had its fate.
 func (a *acker) take(s settled) {
+	if s.release {
+		a.returns = append(a.returns, op{m: s.m, why: s.why, vis: 0})
+		return
+	}
 	if a.order == nil || s.m.GroupID == "" {
 		a.decide(s, nil)
 		return
@@ -168,7 +174,7 @@ func (a *acker) decide(s settled, behind *time.Duration) (stays bool, vis time.D
 		// It will be received again (the redrive policy allows more
 		// receives than max_receive_count), hidden until then for the
 		// rest of its visibility timeout.
-		return true, cfg.VisibilityTimeout
+		return true, a.vis
 	}
 	a.deletes = append(a.deletes, op{m: m, poison: true, why: s.why})
 	return false, 0

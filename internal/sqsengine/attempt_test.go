@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/pipetest"
 )
 
 // lostResponse is what the SDK returns when the connection closes while the
@@ -39,7 +40,7 @@ func TestFIFOLostReceiveRetriedWithSameAttemptID(t *testing.T) {
 	// A long error backoff: only a prompt retry can meet the deadline.
 	e := newFIFOEngine(t, f, emitBody, Config{ErrorBackoff: time.Minute})
 	stop, _ := runEngine(t, e, out)
-	waitFor(t, 10*time.Second, "every message deleted", func() bool { return f.left() == 0 })
+	pipetest.WaitFor(t, 10*time.Second, "every message deleted", func() bool { return f.left() == 0 })
 	stop()
 
 	calls := f.receiveCalls()
@@ -62,9 +63,9 @@ func TestFIFOLostReceiveRetriedWithSameAttemptID(t *testing.T) {
 		}
 		seen[c.attemptID] = true
 	}
-	lastDeliveryOrder(t, sink.deliveredOrder(), map[string][]string{"g5": groupPayloads("g5", 5)})
+	lastDeliveryOrder(t, sink.Payloads(), map[string][]string{"g5": groupPayloads("g5", 5)})
 	for _, p := range groupPayloads("g5", 5) {
-		if n := sink.count(p); n != 1 {
+		if n := sink.Count(p); n != 1 {
 			t.Errorf("%s delivered %d times, want once", p, n)
 		}
 	}
@@ -94,7 +95,7 @@ func TestFIFOLostReceiveKeepsAttemptIDThroughBackoff(t *testing.T) {
 	out, sink := newTestPipeline(t, nil)
 	e := newFIFOEngine(t, f, emitBody, Config{ErrorBackoff: 200 * time.Millisecond})
 	stop, _ := runEngine(t, e, out)
-	waitFor(t, 10*time.Second, "every message deleted", func() bool { return f.left() == 0 })
+	pipetest.WaitFor(t, 10*time.Second, "every message deleted", func() bool { return f.left() == 0 })
 	stop()
 
 	calls := f.receiveCalls()
@@ -115,7 +116,7 @@ func TestFIFOLostReceiveKeepsAttemptIDThroughBackoff(t *testing.T) {
 		t.Errorf("second and third retries %s after the first, want the error backoff", d)
 	}
 	for _, p := range groupPayloads("g6", 3) {
-		if n := sink.count(p); n != 1 {
+		if n := sink.Count(p); n != 1 {
 			t.Errorf("%s delivered %d times, want once", p, n)
 		}
 	}
@@ -149,7 +150,7 @@ func TestStandardReceiveHasNoAttemptID(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop, _ := runEngine(t, e, out)
-	waitFor(t, 10*time.Second, "delivery", func() bool { return sink.count("standard") == 1 })
+	pipetest.WaitFor(t, 10*time.Second, "delivery", func() bool { return sink.Count("standard") == 1 })
 	stop()
 	mu.Lock()
 	defer mu.Unlock()

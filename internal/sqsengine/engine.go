@@ -21,7 +21,7 @@ import (
 )
 
 // Config tunes one engine. Zero values take the defaults in brackets; the
-// SQS keys of config.md §9 map onto MaxMessages, WaitTime and
+// SQS keys of config.md §9 map onto MaxMessages, WaitTime/NoLongPoll and
 // VisibilityTimeout, and max_receive_count onto MaxReceiveCount.
 type Config struct {
 	// Service and Region name the unit in logs and in the B27 error.
@@ -30,9 +30,22 @@ type Config struct {
 	// Queue is sqs_queue_name: a name, or a URL starting with https://.
 	Queue string
 
-	MaxMessages       int           // per receive, 1–10 [10]
-	WaitTime          time.Duration // long-poll wait, 0–20 s [20s]; a negative value means 0
-	VisibilityTimeout time.Duration // asked for at receive and renewed while in flight [300s]
+	MaxMessages int // per receive, 1–10 [10]
+	// WaitTime is the long-poll wait, up to 20 s [20s]. Zero means the
+	// default: to receive without waiting, set NoLongPoll.
+	WaitTime time.Duration
+	// NoLongPoll makes every receive return at once (WaitTimeSeconds 0),
+	// whatever WaitTime says. A receive that finds the queue empty is then
+	// followed by IdlePause, so an empty queue is not polled in a hot loop.
+	NoLongPoll bool
+	// IdlePause is the wait after an empty receive without long polling [1s].
+	IdlePause time.Duration
+	// VisibilityTimeout is asked for at every receive and renewed to while
+	// a message is in flight. Zero means the queue's own VisibilityTimeout
+	// attribute (read when the queue is resolved), so that a message held
+	// by a process that died reappears when the queue's owner expects it.
+	// Either way it is at least 2 s and at most 12 h.
+	VisibilityTimeout time.Duration
 
 	Workers     int // handlers running at once [10]
 	MaxInFlight int // messages received and not yet given a fate [10 × Workers]
@@ -68,16 +81,19 @@ func (c *Config) defaults() {
 	if c.MaxMessages <= 0 || c.MaxMessages > 10 {
 		c.MaxMessages = 10
 	}
-	if c.WaitTime == 0 {
+	if c.WaitTime <= 0 {
 		c.WaitTime = 20 * time.Second
 	}
-	c.WaitTime = min(max(c.WaitTime, 0), 20*time.Second)
-	if c.VisibilityTimeout <= 0 {
-		c.VisibilityTimeout = 300 * time.Second
+	c.WaitTime = min(c.WaitTime, 20*time.Second)
+	if c.NoLongPoll {
+		c.WaitTime = 0
 	}
-	// SQS counts visibility in whole seconds, from 0 to 12 h; below 2 s the
-	// renewal at half the timeout could not keep up.
-	c.VisibilityTimeout = min(max(c.VisibilityTimeout.Round(time.Second), 2*time.Second), 12*time.Hour)
+	if c.IdlePause <= 0 {
+		c.IdlePause = time.Second
+	}
+	if c.VisibilityTimeout < 0 {
+		c.VisibilityTimeout = 0
+	}
 	if c.Workers <= 0 {
 		c.Workers = 10
 	}
@@ -113,6 +129,25 @@ func (c *Config) defaults() {
 	}
 }
 
+// defaultQueueVisibility is SQS's own default, used when a queue did not
+// report its VisibilityTimeout attribute.
+const defaultQueueVisibility = 30 * time.Second
+
+// visibility is the timeout the engine asks for and renews to on queue q:
+// Config.VisibilityTimeout when set, else the queue's attribute. SQS counts
+// it in whole seconds, up to 12 h; below 2 s the renewal at half the
+// timeout could not keep up, so it is raised to 2 s.
+func (c *Config) visibility(q Queue) time.Duration {
+	v := c.VisibilityTimeout
+	if v <= 0 {
+		v = q.VisibilityTimeout
+		if !q.HasVisibilityTimeout {
+			v = defaultQueueVisibility
+		}
+	}
+	return min(max(v.Round(time.Second), 2*time.Second), 12*time.Hour)
+}
+
 // Counters are the engine's running totals since it was made. Read them
 // with Load at any time.
 type Counters struct {
@@ -137,6 +172,8 @@ type Cycle struct {
 	// InFlight is the number of messages received and not yet given a
 	// fate at the end of the cycle.
 	InFlight int
+	// Last is set on the call made when Run returns: no cycle follows.
+	Last bool
 }
 
 // Engine consumes one queue in one region. It implements pipeline.Source:
@@ -204,6 +241,10 @@ type run struct {
 	out pipeline.Emitter
 	log *slog.Logger
 
+	// vis is the visibility timeout asked for at receive and renewed to
+	// (Config.visibility).
+	vis time.Duration
+
 	slots *slots
 	// shared takes messages of standard queues; lanes[i] takes the FIFO
 	// messages whose group hashes to worker i, so a group is handled in
@@ -221,14 +262,33 @@ type run struct {
 	// the grace period.
 	workCtx    context.Context
 	cancelWork context.CancelFunc
+	// stopCtx is Run's context: once it ends, messages not yet started
+	// are released instead of handled.
+	stopCtx context.Context
+	// graceCtx ends Grace after Run's context does. The receive in
+	// progress at the stop is awaited until then, and so are the messages
+	// in flight.
+	graceCtx context.Context
+	// released counts the messages released at the stop (visibility 0).
+	released atomic.Int64
+	// receiveDone is closed when the receive loop has returned: no poll
+	// is in progress any more.
+	receiveDone chan struct{}
 }
 
-// settled is a message whose batch has settled.
+// settled is a message whose batch has settled, or (release) one that is
+// given back to the queue at once because the engine is stopping.
 type settled struct {
 	m   Message
 	ok  bool
 	why string // the failure, when !ok
 	err error  // the handler's error, if any
+	// release: the message was never handed to the handler (received or
+	// queued when the engine stopped). It is made visible again at once
+	// (visibility 0), outside the FIFO order bookkeeping: nothing of it
+	// reached an output, and SQS still holds its group back while an
+	// earlier message of the group is in flight.
+	release bool
 }
 
 func newRun(e *Engine, q Queue, out pipeline.Emitter) *run {
@@ -242,24 +302,41 @@ func newRun(e *Engine, q Queue, out pipeline.Emitter) *run {
 		shared: make(chan Message, cfg.MaxInFlight),
 		// Every message holds a slot until its fate is carried out, so no
 		// channel sized MaxInFlight can ever be full.
-		fates: make(chan settled, cfg.MaxInFlight),
+		fates:       make(chan settled, cfg.MaxInFlight),
+		receiveDone: make(chan struct{}),
 	}
 	r.lanes = make([]chan Message, cfg.Workers)
 	for i := range r.lanes {
 		r.lanes[i] = make(chan Message, cfg.MaxInFlight)
 	}
-	r.ext = newExtender(e, q)
+	r.vis = cfg.visibility(q)
+	r.ext = newExtender(e, q, r.vis)
 	if q.FIFO {
 		r.order = newGroupOrder()
 	}
 	r.acker = newAcker(e, q, r.slots, r.ext, r.order)
+	r.acker.vis = r.vis
 	return r
 }
 
 func (r *run) run(ctx context.Context) error {
 	cfg := r.e.cfg
+	r.stopCtx = ctx
 	r.workCtx, r.cancelWork = context.WithCancel(context.WithoutCancel(ctx))
 	defer r.cancelWork()
+	graceCtx, endGrace := context.WithCancel(context.WithoutCancel(ctx))
+	defer endGrace()
+	r.graceCtx = graceCtx
+	graceTimer := make(chan *time.Timer, 1)
+	stopWatch := context.AfterFunc(ctx, func() { graceTimer <- time.AfterFunc(cfg.Grace, endGrace) })
+	defer func() {
+		if !stopWatch() {
+			// ctx ended: the grace timer exists (or is about to).
+			if t := <-graceTimer; t != nil {
+				t.Stop()
+			}
+		}
+	}()
 
 	// SQS calls that carry out fates and renew visibility go on during the
 	// grace period, so they run under their own context.
@@ -295,26 +372,26 @@ func (r *run) run(ctx context.Context) error {
 	}
 
 	r.log.Info("sqs consumer started", "url", r.q.URL, "fifo", r.q.FIFO, "dead_letter_queue", r.q.DeadLetter,
-		"workers", cfg.Workers, "max_in_flight", cfg.MaxInFlight, "visibility_timeout", cfg.VisibilityTimeout)
+		"workers", cfg.Workers, "max_in_flight", cfg.MaxInFlight, "visibility_timeout", r.vis, "queue_visibility_timeout", r.q.VisibilityTimeout)
 	fatal := r.receive(ctx)
+	close(r.receiveDone)
 
-	// Shutdown: no more receives. Queued messages are still handled and
-	// in-flight ones may settle until the grace period ends.
+	// Shutdown: no more receives. Queued messages that no worker started
+	// are released at once; started ones may settle until the grace period
+	// ends.
 	close(r.shared)
 	for _, l := range r.lanes {
 		close(l)
 	}
-	grace, cancelGrace := context.WithTimeout(context.WithoutCancel(ctx), cfg.Grace)
 	if n := r.slots.used(); n > 0 {
 		r.log.Info("sqs consumer stopping, waiting for messages in flight", "messages", n, "grace", cfg.Grace)
 	}
-	settledAll := r.slots.waitEmpty(grace)
-	cancelGrace()
+	settledAll := r.slots.waitEmpty(graceCtx)
 	r.cancelWork()
 	workers.Wait()
 	if !settledAll {
 		r.log.Warn("messages still in flight at shutdown, left to reappear after their visibility timeout",
-			"messages", r.slots.used())
+			"messages", r.slots.used(), "visibility_timeout", r.vis)
 	}
 	// The acker flushes what it holds (deletes of delivered messages)
 	// before it returns; the extender stops renewing at once.
@@ -325,6 +402,9 @@ func (r *run) run(ctx context.Context) error {
 			r.log.Warn("settled FIFO messages left behind an unsettled earlier message of their group, they will be received again",
 				"messages", n)
 		}
+	}
+	if n := r.released.Load(); n > 0 {
+		r.log.Info("sqs messages not started at shutdown released to the queue", "messages", n)
 	}
 	stopBG()
 	bgWG.Wait()
@@ -363,7 +443,7 @@ func (r *run) receive(ctx context.Context) error {
 		}
 	}()
 	for ctx.Err() == nil {
-		if retry != nil && time.Since(retry.since) >= min(attemptIDLifetime, cfg.VisibilityTimeout) {
+		if retry != nil && time.Since(retry.since) >= min(attemptIDLifetime, r.vis) {
 			// SQS no longer honours the id, or the messages are visible
 			// again and a new receive gets them.
 			r.slots.release(retry.n)
@@ -386,14 +466,19 @@ func (r *run) receive(ctx context.Context) error {
 			QueueUrl:                    &r.q.URL,
 			MaxNumberOfMessages:         int32(n),
 			WaitTimeSeconds:             int32(cfg.WaitTime / time.Second),
-			VisibilityTimeout:           int32(cfg.VisibilityTimeout / time.Second),
+			VisibilityTimeout:           int32(r.vis / time.Second),
 			MessageSystemAttributeNames: attrs,
 			MessageAttributeNames:       []string{"All"},
 		}
 		if attemptID != "" {
 			in.ReceiveRequestAttemptId = &attemptID
 		}
-		out, err := r.e.client.ReceiveMessage(ctx, in, noRetry)
+		// The long poll is not cut short by the stop: SQS may already have
+		// handed out messages to a poll the engine abandons, and those would
+		// stay hidden for the visibility timeout (holding a FIFO group back
+		// that long). It is awaited, at most until the grace period ends,
+		// and what it returns is released at once.
+		out, err := r.e.client.ReceiveMessage(r.graceCtx, in, noRetry)
 		if err != nil {
 			if ctx.Err() != nil {
 				if retry == nil {
@@ -434,6 +519,14 @@ func (r *run) receive(ctx context.Context) error {
 		c.Receives.Add(1)
 		got := time.Now()
 		r.slots.release(n - len(out.Messages))
+		if ctx.Err() != nil {
+			// Answered after the stop: nothing of it was started.
+			for _, sm := range out.Messages {
+				c.Received.Add(1)
+				r.releaseMessage(newMessage(sm))
+			}
+			return nil
+		}
 		msgs := make([]Message, len(out.Messages))
 		for i, sm := range out.Messages {
 			m := newMessage(sm)
@@ -450,6 +543,9 @@ func (r *run) receive(ctx context.Context) error {
 		}
 		for _, m := range msgs {
 			r.dispatch(m)
+		}
+		if len(msgs) == 0 && cfg.WaitTime == 0 && !sleep(ctx, cfg.IdlePause) {
+			return nil
 		}
 	}
 	return nil
@@ -518,10 +614,14 @@ func (r *run) worker(lane chan Message) {
 // handle runs the handler for one message. Its fate is decided when the
 // batch settles, not here: the worker moves on at once.
 func (r *run) handle(m Message) {
-	if r.workCtx.Err() != nil {
-		// The grace period is over: leave the message to reappear.
+	if r.stopCtx.Err() != nil {
+		// Stopping: a message no handler has started goes back to the
+		// queue at once, for the next process to take. Once the poll in
+		// progress has returned: released earlier, the poll would only
+		// take it again. It stays renewed meanwhile.
+		<-r.receiveDone
 		r.ext.remove(m.ReceiptHandle)
-		r.slots.release(1)
+		r.releaseMessage(m)
 		return
 	}
 	var herr error
@@ -547,6 +647,14 @@ func (r *run) handle(m Message) {
 	b.Close()
 }
 
+// releaseMessage gives m back to the queue at once (visibility 0) through
+// the acker, which also gives its slot back.
+func (r *run) releaseMessage(m Message) {
+	r.released.Add(1)
+	// Never blocks: m holds a slot (see handle).
+	r.fates <- settled{m: m, release: true, why: "not started when the consumer stopped"}
+}
+
 func (r *run) callHandler(m Message, b *pipeline.Batch) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -562,7 +670,7 @@ func (r *run) cycles(stop <-chan struct{}) {
 	defer t.Stop()
 	start := time.Now()
 	var last [6]int64
-	report := func() {
+	report := func(final bool) {
 		now := time.Now()
 		cur := [6]int64{c.Receives.Load(), c.Received.Load(), c.Deleted.Load(), c.Returned.Load(), c.Poison.Load(), c.Errors.Load()}
 		if r.e.cfg.OnCycle != nil {
@@ -570,7 +678,7 @@ func (r *run) cycles(stop <-chan struct{}) {
 				Start: start, Elapsed: now.Sub(start),
 				Receives: cur[0] - last[0], Received: cur[1] - last[1], Deleted: cur[2] - last[2],
 				Returned: cur[3] - last[3], Poison: cur[4] - last[4], Errors: cur[5] - last[5],
-				InFlight: r.slots.used(),
+				InFlight: r.slots.used(), Last: final,
 			})
 		}
 		last, start = cur, now
@@ -580,9 +688,9 @@ func (r *run) cycles(stop <-chan struct{}) {
 	for {
 		select {
 		case <-t.C:
-			report()
+			report(false)
 		case <-stop:
-			report()
+			report(true)
 			return
 		}
 	}

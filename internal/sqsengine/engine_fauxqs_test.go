@@ -18,6 +18,7 @@ import (
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/awstest/fauxqs"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/pipetest"
 )
 
 // One emulator for the package; each test uses its own queues.
@@ -122,7 +123,7 @@ func TestThousandMessagesTenWorkers(t *testing.T) {
 		// Deleting before every event of the message was delivered would
 		// lose data if the collector stopped now.
 		for _, line := range strings.Split(body, "\n") {
-			if sink.count(line) == 0 {
+			if sink.Count(line) == 0 {
 				early = append(early, line)
 			}
 		}
@@ -134,7 +135,7 @@ func TestThousandMessagesTenWorkers(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop, _ := runEngine(t, e, out)
-	waitFor(t, 3*time.Minute, "1000 deletes", func() bool { return e.Counters().Deleted.Load() == n })
+	pipetest.WaitFor(t, 3*time.Minute, "1000 deletes", func() bool { return e.Counters().Deleted.Load() == n })
 	stop()
 
 	rc.mu.Lock()
@@ -147,7 +148,7 @@ func TestThousandMessagesTenWorkers(t *testing.T) {
 			t.Errorf("message %q deleted %d times, want 1", b[:5], rc.deletes[b])
 		}
 		for _, line := range strings.Split(b, "\n") {
-			if got := sink.count(line); got != 1 {
+			if got := sink.Count(line); got != 1 {
 				t.Errorf("event %q delivered %d times, want 1", line, got)
 			}
 		}
@@ -198,7 +199,7 @@ func TestAcksAreAsynchronous(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop, _ := runEngine(t, e, out)
-	waitFor(t, 2*time.Minute, "40 deletes", func() bool { return e.Counters().Deleted.Load() == 40 })
+	pipetest.WaitFor(t, 2*time.Minute, "40 deletes", func() bool { return e.Counters().Deleted.Load() == 40 })
 	stop()
 }
 
@@ -229,15 +230,15 @@ func TestFailedEventsComeBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop, _ := runEngine(t, e, out)
-	waitFor(t, time.Minute, "both messages deleted", func() bool { return e.Counters().Deleted.Load() == 2 })
+	pipetest.WaitFor(t, time.Minute, "both messages deleted", func() bool { return e.Counters().Deleted.Load() == 2 })
 	stop()
 
-	if got := sink.count("fails-once"); got != 1 {
+	if got := sink.Count("fails-once"); got != 1 {
 		t.Errorf("failed event delivered %d times, want 1 (on the later receive)", got)
 	}
 	// The other event of the returned message is delivered twice: at least
 	// once delivery, the price of not losing the failed one.
-	if got := sink.count("fine"); got != 2 {
+	if got := sink.Count("fine"); got != 2 {
 		t.Errorf("sibling event delivered %d times, want 2", got)
 	}
 	if rc, _ := receives.Load("fails-once\nfine"); rc != 2 {
@@ -273,8 +274,8 @@ func TestPoisonDeletedAfterMaxReceiveCount(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop, _ := runEngine(t, e, out)
-	waitFor(t, time.Minute, "poison deleted", func() bool { return e.Counters().Poison.Load() == 1 })
-	waitFor(t, time.Minute, "good deleted", func() bool { return e.Counters().Deleted.Load() == 1 })
+	pipetest.WaitFor(t, time.Minute, "poison deleted", func() bool { return e.Counters().Poison.Load() == 1 })
+	pipetest.WaitFor(t, time.Minute, "good deleted", func() bool { return e.Counters().Deleted.Load() == 1 })
 	stop()
 
 	if n, _ := calls.Load("not json"); *n.(*int) != 3 {
@@ -286,8 +287,8 @@ func TestPoisonDeletedAfterMaxReceiveCount(t *testing.T) {
 	if got := e.Counters().Returned.Load(); got != 2 {
 		t.Errorf("returned = %d, want 2", got)
 	}
-	if sink.count("good") != 1 {
-		t.Errorf("good message's event delivered %d times, want 1", sink.count("good"))
+	if sink.Count("good") != 1 {
+		t.Errorf("good message's event delivered %d times, want 1", sink.Count("good"))
 	}
 	text := logs.String()
 	var poisonLine string
@@ -334,7 +335,7 @@ func TestPoisonLeftForDeadLetterQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop, _ := runEngine(t, e, out)
-	waitFor(t, time.Minute, "message in the dead-letter queue", func() bool {
+	pipetest.WaitFor(t, time.Minute, "message in the dead-letter queue", func() bool {
 		v, _ := fauxqs.MustQueueCounts(t, c, dlqURL)
 		return v == 1
 	})
@@ -350,19 +351,19 @@ func TestVisibilityExtendedWhileHeld(t *testing.T) {
 	sendBodies(t, c, url, []string{"slow"}, "")
 
 	out, sink := newTestPipeline(t, nil)
-	sink.hold = 6 * time.Second
+	sink.Delay = 6 * time.Second
 	e, err := New(c, emitBody, Config{Service: "test", Region: fauxqs.Region, Queue: "held", WaitTime: time.Second,
 		VisibilityTimeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	stop, _ := runEngine(t, e, out)
-	waitFor(t, time.Minute, "deleted", func() bool { return e.Counters().Deleted.Load() == 1 })
+	pipetest.WaitFor(t, time.Minute, "deleted", func() bool { return e.Counters().Deleted.Load() == 1 })
 	stop()
 	if got := e.Counters().Received.Load(); got != 1 {
 		t.Errorf("received %d times while held 6s with a 2s visibility timeout, want 1", got)
 	}
-	if got := sink.count("slow"); got != 1 {
+	if got := sink.Count("slow"); got != 1 {
 		t.Errorf("delivered %d times, want 1", got)
 	}
 }
@@ -404,7 +405,7 @@ func TestOutageMakesFewRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	runEngine(t, e, out)
-	waitFor(t, 30*time.Second, "first receive", func() bool { return e.Counters().Receives.Load() >= 1 })
+	pipetest.WaitFor(t, 30*time.Second, "first receive", func() bool { return e.Counters().Receives.Load() >= 1 })
 
 	fw.cut()
 	before := ct.n.Load()
@@ -421,8 +422,8 @@ func TestOutageMakesFewRequests(t *testing.T) {
 	// The engine comes back by itself.
 	fw.restore(t)
 	sendBodies(t, emu.SQS(), emuQueueURL(t, "outage"), []string{"after-outage"}, "")
-	waitFor(t, time.Minute, "delivery after the outage", func() bool { return sink.count("after-outage") == 1 })
-	waitFor(t, 30*time.Second, "delete after the outage", func() bool { return e.Counters().Deleted.Load() == 1 })
+	pipetest.WaitFor(t, time.Minute, "delivery after the outage", func() bool { return sink.Count("after-outage") == 1 })
+	pipetest.WaitFor(t, 30*time.Second, "delete after the outage", func() bool { return e.Counters().Deleted.Load() == 1 })
 }
 
 func emuQueueURL(t *testing.T, name string) string {
@@ -466,11 +467,11 @@ func TestFIFOOrderWithinGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop, _ := runEngine(t, e, out)
-	waitFor(t, 2*time.Minute, "all deleted", func() bool { return e.Counters().Deleted.Load() == int64(len(groups)*per) })
+	pipetest.WaitFor(t, 2*time.Minute, "all deleted", func() bool { return e.Counters().Deleted.Load() == int64(len(groups)*per) })
 	stop()
 
 	delivered := map[string][]string{}
-	for _, p := range sink.deliveredOrder() {
+	for _, p := range sink.Payloads() {
 		delivered[p[:2]] = append(delivered[p[:2]], p)
 	}
 	for _, g := range groups {

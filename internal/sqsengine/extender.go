@@ -17,8 +17,9 @@ import (
 // when its fate is decided, or when SQS says its receipt handle is no longer
 // valid (it was deleted, or it reappeared and was received again).
 type extender struct {
-	e *Engine
-	q Queue
+	e   *Engine
+	q   Queue
+	vis time.Duration // renewed to this; renewal comes due at half of it
 
 	mu   sync.Mutex
 	msgs map[string]*tracked // by receipt handle
@@ -29,13 +30,13 @@ type tracked struct {
 	renewAt time.Time
 }
 
-func newExtender(e *Engine, q Queue) *extender {
-	return &extender{e: e, q: q, msgs: map[string]*tracked{}}
+func newExtender(e *Engine, q Queue, vis time.Duration) *extender {
+	return &extender{e: e, q: q, vis: vis, msgs: map[string]*tracked{}}
 }
 
 func (x *extender) add(m Message, received time.Time) {
 	x.mu.Lock()
-	x.msgs[m.ReceiptHandle] = &tracked{id: m.ID, renewAt: received.Add(x.e.cfg.VisibilityTimeout / 2)}
+	x.msgs[m.ReceiptHandle] = &tracked{id: m.ID, renewAt: received.Add(x.vis / 2)}
 	x.mu.Unlock()
 }
 
@@ -46,7 +47,7 @@ func (x *extender) remove(handle string) {
 }
 
 func (x *extender) run(ctx context.Context) {
-	vis := x.e.cfg.VisibilityTimeout
+	vis := x.vis
 	t := time.NewTicker(max(vis/8, 250*time.Millisecond))
 	defer t.Stop()
 	for {
@@ -78,7 +79,7 @@ func (x *extender) renewDue(ctx context.Context) {
 }
 
 func (x *extender) renew(ctx context.Context, handles []string) {
-	vis := x.e.cfg.VisibilityTimeout
+	vis := x.vis
 	entries := make([]types.ChangeMessageVisibilityBatchRequestEntry, len(handles))
 	for i, h := range handles {
 		entries[i] = types.ChangeMessageVisibilityBatchRequestEntry{

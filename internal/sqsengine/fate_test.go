@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/pipetest"
 )
 
 // fakeClient is an SQS client in memory: receives hand out the messages the
@@ -156,7 +157,7 @@ func TestFateReturnedWithGrowingBackoff(t *testing.T) {
 	out, _ := newTestPipeline(t, nil)
 	e := newFakeEngine(t, f, failAll, Config{})
 	stop, _ := runEngine(t, e, out)
-	waitFor(t, 10*time.Second, "two returns", func() bool { return e.Counters().Returned.Load() == 2 })
+	pipetest.WaitFor(t, 10*time.Second, "two returns", func() bool { return e.Counters().Returned.Load() == 2 })
 	stop()
 
 	vis := map[string]int32{}
@@ -182,7 +183,7 @@ func TestFatePoisonDeletedAtMaxReceiveCount(t *testing.T) {
 	log, logs := testLogger(t)
 	e := newFakeEngine(t, f, failAll, Config{Log: log})
 	stop, _ := runEngine(t, e, out)
-	waitFor(t, 10*time.Second, "poison delete", func() bool { return e.Counters().Poison.Load() == 1 })
+	pipetest.WaitFor(t, 10*time.Second, "poison delete", func() bool { return e.Counters().Poison.Load() == 1 })
 	stop()
 	if d := f.deleted(); d[h] != 1 {
 		t.Errorf("poison deletes %v, want %s once", d, h)
@@ -204,7 +205,7 @@ func TestFateDeadLetterQueueLeftAlone(t *testing.T) {
 	out, _ := newTestPipeline(t, nil)
 	e := newFakeEngine(t, f, failAll, Config{})
 	stop, _ := runEngine(t, e, out)
-	waitFor(t, 10*time.Second, "message left", func() bool { return e.Counters().Returned.Load() == 1 })
+	pipetest.WaitFor(t, 10*time.Second, "message left", func() bool { return e.Counters().Returned.Load() == 1 })
 	stop()
 	if d := f.deleted(); len(d) != 0 {
 		t.Errorf("deleted %v although the queue has a dead-letter queue", d)
@@ -226,7 +227,7 @@ func TestFateDeletesBatchedByTen(t *testing.T) {
 	out, _ := newTestPipeline(t, nil)
 	e := newFakeEngine(t, f, emitBody, Config{})
 	stop, _ := runEngine(t, e, out)
-	waitFor(t, 10*time.Second, "25 deletes", func() bool { return e.Counters().Deleted.Load() == 25 })
+	pipetest.WaitFor(t, 10*time.Second, "25 deletes", func() bool { return e.Counters().Deleted.Load() == 25 })
 	stop()
 	d := f.deleted()
 	for _, h := range handles {
@@ -253,7 +254,7 @@ func TestFateHandlerPanicReturnsMessage(t *testing.T) {
 	h := HandlerFunc(func(context.Context, Message, *pipeline.Batch, pipeline.Emitter) error { panic("bad parser") })
 	e := newFakeEngine(t, f, h, Config{})
 	stop, _ := runEngine(t, e, out)
-	waitFor(t, 10*time.Second, "return", func() bool { return e.Counters().Returned.Load() == 1 })
+	pipetest.WaitFor(t, 10*time.Second, "return", func() bool { return e.Counters().Returned.Load() == 1 })
 	stop()
 	if len(f.deleted()) != 0 {
 		t.Errorf("message deleted after a handler panic")
@@ -311,7 +312,7 @@ func TestShutdownLeavesUnsettledMessages(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	res := make(chan error, 1)
 	go func() { res <- e.Run(ctx, out) }()
-	waitFor(t, 10*time.Second, "receive", func() bool { return e.Counters().Received.Load() == 1 })
+	pipetest.WaitFor(t, 10*time.Second, "receive", func() bool { return e.Counters().Received.Load() == 1 })
 	cancel()
 	start := time.Now()
 	select {
@@ -326,7 +327,7 @@ func TestShutdownLeavesUnsettledMessages(t *testing.T) {
 		t.Errorf("Run returned after %s, before the grace period", d)
 	}
 	close(gate)
-	waitFor(t, 10*time.Second, "late delivery", func() bool { return sink.count("stuck") == 1 })
+	pipetest.WaitFor(t, 10*time.Second, "late delivery", func() bool { return sink.Count("stuck") == 1 })
 	time.Sleep(100 * time.Millisecond)
 	if d := f.deleted(); len(d) != 0 {
 		t.Errorf("message deleted at or after shutdown: %v", d)
@@ -345,7 +346,7 @@ func TestRenewalStopsOnInvalidHandle(t *testing.T) {
 	log, logs := testLogger(t)
 	e := newFakeEngine(t, f, emitBody, Config{VisibilityTimeout: 2 * time.Second, Log: log})
 	stop, _ := runEngine(t, e, out)
-	waitFor(t, 10*time.Second, "visibility lost", func() bool { return containsAll(logs.String(), "sqs message visibility lost") })
+	pipetest.WaitFor(t, 10*time.Second, "visibility lost", func() bool { return containsAll(logs.String(), "sqs message visibility lost") })
 	time.Sleep(2 * time.Second)
 	close(gate)
 	stop()
@@ -419,11 +420,11 @@ func TestRunAgainAfterStop(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		res := make(chan error, 1)
 		go func() { res <- e.Run(ctx, out) }()
-		waitFor(t, 10*time.Second, "delete", func() bool { return e.Counters().Deleted.Load() == int64(round) })
+		pipetest.WaitFor(t, 10*time.Second, "delete", func() bool { return e.Counters().Deleted.Load() == int64(round) })
 		cancel()
 		if err := <-res; err != nil {
 			t.Fatalf("round %d: Run = %v", round, err)
 		}
 	}
-	waitFor(t, 5*time.Second, "goroutines to end", func() bool { return runtime.NumGoroutine() <= base })
+	pipetest.WaitFor(t, 5*time.Second, "goroutines to end", func() bool { return runtime.NumGoroutine() <= base })
 }

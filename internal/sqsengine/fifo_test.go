@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/pipetest"
 )
 
 // fifoFake is a FIFO queue in memory that behaves like real SQS where the
@@ -314,7 +315,7 @@ func TestFIFOFatesInOrderWithinGroup(t *testing.T) {
 	out, sink := newTestPipeline(t, failFirst("g1-03-b", "g2-06-a"))
 	e := newFIFOEngine(t, f, emitBody, Config{Workers: 4})
 	stop, _ := runEngine(t, e, out)
-	waitFor(t, 30*time.Second, "every message deleted", func() bool { return f.left() == 0 })
+	pipetest.WaitFor(t, 30*time.Second, "every message deleted", func() bool { return f.left() == 0 })
 	stop()
 
 	f.mu.Lock()
@@ -323,7 +324,7 @@ func TestFIFOFatesInOrderWithinGroup(t *testing.T) {
 	if perGroup < 2 {
 		t.Fatalf("the fake never returned two messages of a group in one receive (max %d): the test does not reach the case", perGroup)
 	}
-	lastDeliveryOrder(t, sink.deliveredOrder(), map[string][]string{"g1": groupPayloads("g1", 10), "g2": groupPayloads("g2", 10)})
+	lastDeliveryOrder(t, sink.Payloads(), map[string][]string{"g1": groupPayloads("g1", 10), "g2": groupPayloads("g2", 10)})
 	seen := map[string]int{}
 	for _, b := range deleted {
 		seen[b]++
@@ -355,7 +356,7 @@ func TestFIFOPoisonDoesNotBlockGroup(t *testing.T) {
 	log, logs := testLogger(t)
 	e := newFIFOEngine(t, f, emitBody, Config{MaxReceiveCount: 3, Log: log})
 	stop, _ := runEngine(t, e, out)
-	waitFor(t, 30*time.Second, "every message deleted", func() bool { return f.left() == 0 })
+	pipetest.WaitFor(t, 30*time.Second, "every message deleted", func() bool { return f.left() == 0 })
 	stop()
 
 	if got := e.Counters().Poison.Load(); got != 1 {
@@ -366,9 +367,9 @@ func TestFIFOPoisonDoesNotBlockGroup(t *testing.T) {
 	}
 	want := groupPayloads("g3", 6)
 	want = append(want[:2], want[4:]...) // g3-01 is never delivered
-	lastDeliveryOrder(t, sink.deliveredOrder(), map[string][]string{"g3": want})
+	lastDeliveryOrder(t, sink.Payloads(), map[string][]string{"g3": want})
 	// The messages behind the poison one went back with it twice.
-	if n := strings.Count(strings.Join(sink.deliveredOrder(), " "), "g3-05-b"); n != 3 {
+	if n := strings.Count(strings.Join(sink.Payloads(), " "), "g3-05-b"); n != 3 {
 		t.Errorf("g3-05 delivered %d times, want 3 (twice returned behind g3-01, then deleted)", n)
 	}
 }
@@ -391,7 +392,7 @@ func TestFIFOLeftForDeadLetterQueueHoldsGroup(t *testing.T) {
 	})
 	e := newFIFOEngine(t, f, emitBody, Config{MaxReceiveCount: 2, VisibilityTimeout: 2 * time.Second})
 	stop, _ := runEngine(t, e, out)
-	waitFor(t, 30*time.Second, "every message gone", func() bool { return f.left() == 0 })
+	pipetest.WaitFor(t, 30*time.Second, "every message gone", func() bool { return f.left() == 0 })
 	stop()
 
 	f.mu.Lock()
@@ -401,11 +402,11 @@ func TestFIFOLeftForDeadLetterQueueHoldsGroup(t *testing.T) {
 		t.Fatalf("dead-letter queue holds %v, want g4-00 alone", dlq)
 	}
 	want := groupPayloads("g4", 4)[2:]
-	lastDeliveryOrder(t, sink.deliveredOrder(), map[string][]string{"g4": want})
+	lastDeliveryOrder(t, sink.Payloads(), map[string][]string{"g4": want})
 	// Received with g4-00 at its receives 1, 2 and 3; deleted after the
 	// third, when g4-00 was bound for the dead-letter queue.
 	for _, p := range want {
-		if n := sink.count(p); n != 3 {
+		if n := sink.Count(p); n != 3 {
 			t.Errorf("%s delivered %d times, want 3", p, n)
 		}
 	}

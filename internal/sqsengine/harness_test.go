@@ -13,84 +13,17 @@ import (
 	"time"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/pipetest"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/syncbuf"
 )
 
-// testSink is an output the test controls: it takes events from a real
-// pipeline.Queue and settles each with the fate decide gives (Delivered when
-// decide is nil), after hold.
-type testSink struct {
-	q      *pipeline.Queue
-	decide func(ev *pipeline.Event) pipeline.Fate
-	hold   time.Duration
-
-	mu        sync.Mutex
-	delivered map[string]int // payload → times delivered
-	order     []string       // payloads in delivery order
-}
-
-// newTestPipeline returns an Emitter with one output: the returned sink,
-// running until the test ends.
-func newTestPipeline(t *testing.T, decide func(ev *pipeline.Event) pipeline.Fate) (pipeline.Emitter, *testSink) {
+// newTestPipeline returns an Emitter with one output, a recorder that
+// settles each event with the fate decide gives (Delivered when decide is
+// nil), running until the test ends.
+func newTestPipeline(t *testing.T, decide func(ev *pipeline.Event) pipeline.Fate) (pipeline.Emitter, *pipetest.Recorder) {
 	t.Helper()
-	s := &testSink{q: pipeline.NewQueue(10000, 64<<20), decide: decide, delivered: map[string]int{}}
-	p := pipeline.New(slog.New(slog.DiscardHandler), pipeline.Options{}, []*pipeline.Output{{Name: "test", Sink: s, Queue: s.q}}, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = s.Run(ctx, s.q)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		s.q.FailRemaining()
-	})
-	return p, s
-}
-
-func (s *testSink) Run(ctx context.Context, in *pipeline.Queue) error {
-	var buf []*pipeline.Event
-	for {
-		evs, err := in.Get(ctx, buf, 100)
-		if err != nil {
-			return nil
-		}
-		for _, ev := range evs {
-			if s.hold > 0 {
-				select {
-				case <-time.After(s.hold):
-				case <-ctx.Done():
-					in.Settle(ev, pipeline.Failed)
-					continue
-				}
-			}
-			f := pipeline.Delivered
-			if s.decide != nil {
-				f = s.decide(ev)
-			}
-			if f == pipeline.Delivered {
-				s.mu.Lock()
-				s.delivered[string(ev.Payload)]++
-				s.order = append(s.order, string(ev.Payload))
-				s.mu.Unlock()
-			}
-			in.Settle(ev, f)
-		}
-		buf = evs
-	}
-}
-
-func (s *testSink) count(payload string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.delivered[payload]
-}
-
-func (s *testSink) deliveredOrder() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]string(nil), s.order...)
+	rec := &pipetest.Recorder{Decide: decide}
+	return pipetest.Emitter(t, rec), rec
 }
 
 // emitBody is a handler that emits each line of the body as one event.
@@ -145,18 +78,6 @@ func runEngine(t *testing.T, e *Engine, out pipeline.Emitter) (stop func(), resu
 	}
 	t.Cleanup(stop)
 	return stop, res
-}
-
-// waitFor polls cond every 20 ms until it holds or limit passes.
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", limit, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // forwarder is a TCP proxy on 127.0.0.1 that can be cut and restored on the

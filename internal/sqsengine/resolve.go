@@ -27,8 +27,10 @@ type Queue struct {
 	// so the engine never deletes a failing message itself.
 	DeadLetter            bool
 	DeadLetterMaxReceives int
-	// VisibilityTimeout is the queue's default visibility timeout.
-	VisibilityTimeout time.Duration
+	// VisibilityTimeout is the queue's default visibility timeout;
+	// HasVisibilityTimeout says whether SQS reported it.
+	VisibilityTimeout    time.Duration
+	HasVisibilityTimeout bool
 }
 
 // QueueError is catalogue entry B27: the queue cannot be resolved or read
@@ -119,6 +121,7 @@ func Resolve(ctx context.Context, c Client, service, region, queue string) (Queu
 	q.FIFO = a[string(types.QueueAttributeNameFifoQueue)] == "true" || strings.HasSuffix(q.Name, ".fifo")
 	if v, err := strconv.Atoi(a[string(types.QueueAttributeNameVisibilityTimeout)]); err == nil {
 		q.VisibilityTimeout = time.Duration(v) * time.Second
+		q.HasVisibilityTimeout = true
 	}
 	if rp := a[string(types.QueueAttributeNameRedrivePolicy)]; rp != "" {
 		q.DeadLetter = true

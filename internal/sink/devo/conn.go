@@ -108,20 +108,71 @@ func (s *Sender) authError(alert string) *AuthError {
 }
 
 // probeFailure classifies the death of a connection inside its start-up
-// probe. A certificate alert is an *AuthError. So is an EOF or a reset on a
-// TLS 1.3 connection: there the server checks the client certificate after
-// our handshake has finished, and some servers (rsyslog with GnuTLS) drop the
-// connection without an alert; nothing else makes a receiver end a fresh
-// connection before it was sent anything it could object to.
-func (s *Sender) probeFailure(c *conn) error {
+// probe. A certificate alert is an *AuthError. An EOF or a reset on a TLS 1.3
+// connection is only a suspicion: there the server checks the client
+// certificate after our handshake has finished, and some servers (rsyslog
+// with GnuTLS) drop the connection without an alert — but a receiver that
+// stops or restarts right then looks the same. So the suspicion is
+// confirmed first (confirmRejection); anything unconfirmed is an outage,
+// retried with backoff.
+func (s *Sender) probeFailure(ctx context.Context, c *conn) error {
 	err := c.cause()
 	if alert, ok := certAlert(err); ok {
 		return s.authError(alert)
 	}
-	if c.tls13 && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
-		return s.authError(fmt.Sprintf("connection closed by the server right after the TLS 1.3 handshake (%v)", err))
+	if c.tls13 && closedByPeer(err) {
+		return s.confirmRejection(ctx, err)
 	}
 	return fmt.Errorf("connection to %s:%d closed during the start-up probe: %w", s.opts.Address, s.opts.Port, err)
+}
+
+// closedByPeer: the server ended the connection (EOF or reset).
+func closedByPeer(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// confirmRejection decides whether a TLS 1.3 connection that the server
+// closed inside the probe was a rejection of the client certificate. It
+// opens one fresh connection: if its handshake draws a certificate alert,
+// or the server closes it again within the probe time, the certificate is
+// rejected (*AuthError). If the receiver cannot be reached, or the fresh
+// connection stays open, the first close was an outage or a restart: a
+// plain error, so the caller retries with backoff and the collector keeps
+// running.
+func (s *Sender) confirmRejection(ctx context.Context, first error) error {
+	outage := func(why error) error {
+		return fmt.Errorf("connection to %s:%d closed during the start-up probe (%v), not a certificate rejection: %w",
+			s.opts.Address, s.opts.Port, first, why)
+	}
+	c, err := s.dial(ctx, false)
+	if err != nil {
+		var ae *AuthError
+		if errors.As(err, &ae) {
+			return err
+		}
+		return outage(err)
+	}
+	t := time.NewTimer(s.opts.ProbeTimeout)
+	defer t.Stop()
+	select {
+	case <-c.dead.Done():
+	case <-t.C:
+	}
+	again := c.cause()
+	c.closeNow(errors.New("rejection check done"))
+	switch {
+	case ctx.Err() != nil:
+		return outage(ctx.Err())
+	case again == nil:
+		return outage(errors.New("a fresh connection stayed open"))
+	}
+	if alert, ok := certAlert(again); ok {
+		return s.authError(alert)
+	}
+	if closedByPeer(again) {
+		return s.authError(fmt.Sprintf("connection closed by the server right after the TLS 1.3 handshake, twice (%v)", first))
+	}
+	return outage(again)
 }
 
 // closeGracefully half-closes the write side (TLS close_notify, TCP FIN),

@@ -121,7 +121,7 @@ func (s *Sender) Check(ctx context.Context) error {
 	}
 	if c.deadAt.Load() != 0 {
 		c.closeNow(nil)
-		return s.probeFailure(c)
+		return s.probeFailure(ctx, c)
 	}
 	s.everHealthy.Store(true)
 	c.closeNow(errors.New("check done"))

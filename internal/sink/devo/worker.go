@@ -83,7 +83,7 @@ func (w *worker) run(ctx context.Context) (err error) {
 		now := time.Now()
 		if w.c != nil {
 			if w.c.deadAt.Load() != 0 {
-				if err := w.lost(); err != nil {
+				if err := w.lost(ctx); err != nil {
 					return err
 				}
 				continue
@@ -369,7 +369,7 @@ func (w *worker) settleDue(now time.Time) {
 // delivered, the rest go back in front of pending for a resend. It returns
 // an *AuthError when the certificate was rejected before any connection
 // of this output was ever healthy.
-func (w *worker) lost() error {
+func (w *worker) lost(ctx context.Context) error {
 	c := w.c
 	cause := c.cause()
 	c.closeNow(cause)
@@ -391,7 +391,7 @@ func (w *worker) lost() error {
 
 	if !c.healthy {
 		w.setUp(false)
-		err := w.s.probeFailure(c)
+		err := w.s.probeFailure(ctx, c)
 		var ae *AuthError
 		if errors.As(err, &ae) {
 			if !w.s.everHealthy.Load() {
@@ -420,7 +420,7 @@ func (w *worker) lost() error {
 // settle, then close gracefully in the background.
 func (w *worker) retire(ctx context.Context) error {
 	if !w.flush() {
-		return w.lost()
+		return w.lost(ctx)
 	}
 	for {
 		c := w.c
@@ -428,7 +428,7 @@ func (w *worker) retire(ctx context.Context) error {
 			return nil
 		}
 		if c.deadAt.Load() != 0 {
-			return w.lost()
+			return w.lost(ctx)
 		}
 		w.settleDue(time.Now())
 		if w.head == len(w.inflight) && c.healthy {

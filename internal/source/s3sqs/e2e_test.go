@@ -3,7 +3,6 @@ package s3sqs
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"runtime"
@@ -25,60 +24,8 @@ import (
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/sqsengine"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/stats"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/pipetest"
 )
-
-// recordingSink delivers every event and counts them per tag.
-type recordingSink struct {
-	mu     sync.Mutex
-	byTag  map[string]int
-	total  atomic.Int64
-	lines  map[string]int // payload → times seen, to catch duplicates
-	dupes  atomic.Int64
-	record bool
-}
-
-func newRecordingSink() *recordingSink {
-	return &recordingSink{byTag: map[string]int{}, lines: map[string]int{}, record: true}
-}
-
-func (s *recordingSink) Run(ctx context.Context, in *pipeline.Queue) error {
-	var buf []*pipeline.Event
-	for {
-		var err error
-		buf, err = in.Get(ctx, buf, 512)
-		if err != nil {
-			if errors.Is(err, pipeline.ErrClosed) || ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		s.mu.Lock()
-		for _, ev := range buf {
-			s.byTag[ev.Tag]++
-			if s.record {
-				k := ev.Tag + " " + string(ev.Payload)
-				if s.lines[k]++; s.lines[k] > 1 {
-					s.dupes.Add(1)
-				}
-			}
-		}
-		s.mu.Unlock()
-		for _, ev := range buf {
-			in.Settle(ev, pipeline.Delivered)
-		}
-		s.total.Add(int64(len(buf)))
-	}
-}
-
-func (s *recordingSink) counts() map[string]int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make(map[string]int, len(s.byTag))
-	for k, v := range s.byTag {
-		out[k] = v
-	}
-	return out
-}
 
 // e2e is one fauxqs emulator with a bucket, and helpers to upload objects
 // and announce them the way S3 does.
@@ -167,17 +114,6 @@ func (e *e2e) source(svc *config.Service, log *slog.Logger, unit *stats.Unit, tu
 		e.t.Fatal(err)
 	}
 	return s
-}
-
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // TestEndToEndMixed: 200 objects of every kind, announced on three queues
@@ -305,7 +241,7 @@ func TestEndToEndMixed(t *testing.T) {
 		srcs = append(srcs, s)
 		pu = append(pu, pipeline.Unit{Name: "aws/" + svc.Name + "/" + region, Source: s})
 	}
-	sink := newRecordingSink()
+	sink := pipetest.NewRecorder()
 	out := &pipeline.Output{Name: "rec", Sink: sink, Queue: pipeline.NewQueue(2000, 8<<20)}
 	p := pipeline.New(log, pipeline.Options{}, []*pipeline.Output{out}, pu)
 	stop, cancel := context.WithCancel(context.Background())
@@ -314,7 +250,7 @@ func TestEndToEndMixed(t *testing.T) {
 	go func() { done <- p.Run(stop, context.Background()) }()
 
 	messages := int64(len(ctBodies) + len(logsBodies) + len(umbBodies))
-	waitFor(t, 3*time.Minute, "every message deleted", func() bool {
+	pipetest.WaitFor(t, 3*time.Minute, "every message deleted", func() bool {
 		var del int64
 		for _, s := range srcs {
 			del += s.Engine().Counters().Deleted.Load()
@@ -322,7 +258,7 @@ func TestEndToEndMixed(t *testing.T) {
 		return del == messages
 	})
 	for _, u := range []string{ctURL, logsURL, umbURL} {
-		waitFor(t, 30*time.Second, "queue "+u+" empty", func() bool {
+		pipetest.WaitFor(t, 30*time.Second, "queue "+u+" empty", func() bool {
 			v, f := fauxqs.MustQueueCounts(e.t, e.sqs, u)
 			return v == 0 && f == 0
 		})
@@ -337,7 +273,7 @@ func TestEndToEndMixed(t *testing.T) {
 		t.Fatal("pipeline did not stop")
 	}
 
-	got := sink.counts()
+	got := sink.Tags()
 	for tg, n := range want {
 		if got[tg] != n {
 			t.Errorf("tag %s: %d events, want %d", tg, got[tg], n)
@@ -348,8 +284,8 @@ func TestEndToEndMixed(t *testing.T) {
 			t.Errorf("unexpected tag %s (%d events)", tg, n)
 		}
 	}
-	if int(sink.total.Load()) != total || sink.dupes.Load() != 0 {
-		t.Errorf("sink got %d events (%d duplicates), want %d", sink.total.Load(), sink.dupes.Load(), total)
+	if int(sink.Total()) != total || sink.Duplicates() != 0 {
+		t.Errorf("sink got %d events (%d duplicates), want %d", sink.Total(), sink.Duplicates(), total)
 	}
 	var gen, delivered int64
 	for _, u := range units {
@@ -441,7 +377,7 @@ func TestEndToEndBadInputs(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(&lockedWriter{w: &logBuf}, nil))
 	u := stats.NewRegistry().Unit("aws", svc.Name, fauxqs.Region)
 	src := e.source(svc, log, u, func(o *Options) { o.MaxObjectBytes = 128 << 20 })
-	sink := newRecordingSink()
+	sink := pipetest.NewRecorder()
 	out := &pipeline.Output{Name: "rec", Sink: sink, Queue: pipeline.NewQueue(2000, 8<<20)}
 	p := pipeline.New(log, pipeline.Options{}, []*pipeline.Output{out}, []pipeline.Unit{{Name: "bad", Source: src}})
 	stop, cancel := context.WithCancel(context.Background())
@@ -469,12 +405,12 @@ func TestEndToEndBadInputs(t *testing.T) {
 	eng := src.Engine().Counters()
 	// 5 poison (corrupt, truncated, not a notification, not JSON, bomb),
 	// 2 deleted (empty, missing).
-	waitFor(t, 4*time.Minute, "every bad message given its fate", func() bool {
+	pipetest.WaitFor(t, 4*time.Minute, "every bad message given its fate", func() bool {
 		return eng.Poison.Load() == 5 && eng.Deleted.Load() == 2
 	})
 	e.send(url, []string{s3Body("us-east-1", e.bucket, key("good"))})
-	waitFor(t, time.Minute, "the good message deleted", func() bool { return eng.Deleted.Load() == 3 })
-	waitFor(t, 30*time.Second, "queue empty", func() bool {
+	pipetest.WaitFor(t, time.Minute, "the good message deleted", func() bool { return eng.Deleted.Load() == 3 })
+	pipetest.WaitFor(t, 30*time.Second, "queue empty", func() bool {
 		v, f := fauxqs.MustQueueCounts(e.t, e.sqs, url)
 		return v == 0 && f == 0
 	})
@@ -502,7 +438,7 @@ func TestEndToEndBadInputs(t *testing.T) {
 	// records and the corrupt file's records before the damage were sent
 	// too (twice: once per receive), which is the documented cost of
 	// "never lose": a failed object is read again.
-	tags := sink.counts()
+	tags := sink.Tags()
 	if n := tags["cloud.aws.cloudtrail.events.000000000000.us-east-1.1"]; n < 25+2*4 {
 		t.Errorf("%d events, want at least the good file's 25 and the truncated file's 4 twice", n)
 	}

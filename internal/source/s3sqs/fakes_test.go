@@ -22,7 +22,7 @@ import (
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/sqsengine"
-	"github.com/devo-aws-collector/devo-aws-collector/internal/stats"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/tag"
 )
 
 // fakeS3 serves objects from memory with the SDK's error types, and
@@ -158,7 +158,7 @@ func newHarness(t testing.TB, svc *config.Service, tune func(*Options)) *harness
 		t.Fatal(err)
 	}
 	// A fixed cycle makes @devo_pulling_id reproducible in golden files.
-	src.cycle.Store(stats.NewCycle(src.log, nil, fixedCycleStart))
+	src.Start(tag.Values{AccountID: "123456789012", RegionID: o.Region, Environment: o.Environment, ServiceName: svc.Name}, fixedCycleStart)
 	q := pipeline.NewQueue(1<<20, 1<<30)
 	p := pipeline.New(slog.New(slog.DiscardHandler), pipeline.Options{}, []*pipeline.Output{{Name: "rec", Queue: q}}, nil)
 	return &harness{t: t, src: src, s3: f, q: q, p: p, logs: logs}

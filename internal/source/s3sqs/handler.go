@@ -49,36 +49,26 @@ func (e *ObjectError) Error() string {
 
 func (e *ObjectError) Unwrap() error { return e.Err }
 
-// tagSet holds the tag caches of one Run: the account is resolved once.
+// tagSet holds the tag caches a message may need (the skeleton makes them
+// once, with the account resolved at the first Run).
 type tagSet struct {
 	main    *tag.Cache // CloudTrail and Umbrella
 	vpc, cf *tag.Cache // non-cloudwatch-logs; nil when the type is not enabled
 }
 
-func (s *Source) tagSet(ctx context.Context) (*tagSet, error) {
-	s.tagsMu.Lock()
-	defer s.tagsMu.Unlock()
-	if s.tags != nil {
-		return s.tags, nil
-	}
-	acct, err := s.o.AccountID(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("resolve the account id for tags: %w", err)
-	}
-	v := tag.Values{AccountID: acct, RegionID: s.o.Region, Environment: s.o.Environment, ServiceName: s.svc.Name}
+func (s *Source) tagSet() *tagSet {
 	ts := &tagSet{}
 	if s.kind == config.S3Logs {
 		if t, ok := s.svc.TypeTagTemplates["flowlogs"]; ok {
-			ts.vpc = tag.NewCache(tag.MustCompile(t), v)
+			ts.vpc = s.Tags(t)
 		}
 		if t, ok := s.svc.TypeTagTemplates["cloudfrontlogs"]; ok {
-			ts.cf = tag.NewCache(tag.MustCompile(t), v)
+			ts.cf = s.Tags(t)
 		}
 	} else {
-		ts.main = tag.NewCache(tag.MustCompile(s.svc.TagTemplate), v)
+		ts.main = s.Tags(s.svc.TagTemplate)
 	}
-	s.tags = ts
-	return ts, nil
+	return ts
 }
 
 // Handle implements sqsengine.Handler: one message, all the objects it
@@ -86,7 +76,7 @@ func (s *Source) tagSet(ctx context.Context) (*tagSet, error) {
 func (s *Source) Handle(ctx context.Context, m sqsengine.Message, b *pipeline.Batch, out pipeline.Emitter) error {
 	c := &s.counters
 	c.Messages.Add(1)
-	cyc := s.cycle.Load()
+	cyc := s.Cycle()
 	cyc.AddReceived(1)
 	n, err := s3notify.Parse([]byte(m.Body))
 	if err != nil {
@@ -101,12 +91,7 @@ func (s *Source) Handle(ctx context.Context, m sqsengine.Message, b *pipeline.Ba
 	if n.Ignored > 0 {
 		c.Ignored.Add(int64(n.Ignored))
 	}
-	tags, err := s.tagSet(ctx)
-	if err != nil {
-		b.Fail()
-		return err
-	}
-	w := &work{s: s, ctx: ctx, b: b, out: out, cyc: cyc, tags: tags, msgID: m.ID}
+	w := &work{s: s, ctx: ctx, b: b, out: out, cyc: cyc, tags: s.tagSet(), msgID: m.ID}
 	for _, o := range n.Objects {
 		c.Objects.Add(1)
 		if err := w.object(o); err != nil {
@@ -130,10 +115,6 @@ type work struct {
 	msgID string
 	now   time.Time
 	n     int64 // events emitted for the current object
-}
-
-func (w *work) emit(tagName string, payload []byte) error {
-	return w.emitEvent(pipeline.NewEvent(w.b, tagName, w.now, payload))
 }
 
 func (w *work) emitEvent(ev *pipeline.Event) error {
@@ -320,7 +301,6 @@ func (c *capReader) Read(p []byte) (int, error) {
 type objReader struct {
 	raw  *bufio.Reader
 	gz   gzip.Reader
-	gzOK bool
 	cap  capReader
 	text *bufio.Reader
 }

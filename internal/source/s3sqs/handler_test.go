@@ -253,7 +253,7 @@ func TestBadInputs(t *testing.T) {
 		if h2.src.counters.Discarded.Load() != 1 || h2.src.counters.Skipped.Load() != 1 {
 			t.Errorf("discarded %d, skipped %d", h2.src.counters.Discarded.Load(), h2.src.counters.Skipped.Load())
 		}
-		if got := h2.src.cycle.Load().Counts().DiscardedFiles; got != 2 {
+		if got := h2.src.Cycle().Counts().DiscardedFiles; got != 2 {
 			t.Errorf("cycle discarded files %d, want 2", got)
 		}
 	})
@@ -262,7 +262,7 @@ func TestBadInputs(t *testing.T) {
 		text := bytes.ReplaceAll(ctText(10), []byte(`"DescribeInstances","awsRegion":"eu-west-1","eventID":"id-00000`), []byte(`"Decrypt","awsRegion":"eu-west-1","eventID":"id-00000`))
 		h.s3.put("b", ctKey, gz(t, text))
 		mustDone(t, h.handle(s3Body("eu-west-1", "b", ctKey)), 0)
-		if h.src.counters.Dropped.Load() != 10 || h.src.cycle.Load().Counts().Dropped != 10 {
+		if h.src.counters.Dropped.Load() != 10 || h.src.Cycle().Counts().Dropped != 10 {
 			t.Errorf("dropped %d", h.src.counters.Dropped.Load())
 		}
 	})

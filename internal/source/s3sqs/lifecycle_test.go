@@ -9,6 +9,7 @@ import (
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/sqsengine"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/pipetest"
 )
 
 // TestLifecycleRestart: Run, stop, Run again on the same source; each run
@@ -54,7 +55,7 @@ func TestLifecycleRestart(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- src.Run(ctx, p) }()
-		waitFor(t, time.Minute, "message deleted", func() bool {
+		pipetest.WaitFor(t, time.Minute, "message deleted", func() bool {
 			return src.Engine().Counters().Deleted.Load() == int64(round)
 		})
 		cancel()

@@ -39,6 +39,7 @@ import (
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/source/sqssource"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/sqsengine"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/stats"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/tag"
@@ -113,24 +114,17 @@ type Counters struct {
 	Dropped        atomic.Int64 // records dropped (drop_event_names, over-long lines)
 }
 
-// Source reads one service's queue in one region. It implements
+// Source reads one service's queue in one region: the shared SQS skeleton
+// (sqssource.Unit) with this package's handler. It implements
 // pipeline.Source; Run may be called again after it returns.
 type Source struct {
-	o      Options
-	svc    *config.Service
-	kind   config.ServiceKind
-	log    *slog.Logger
-	engine *sqsengine.Engine
+	*sqssource.Unit
+	o    Options
+	svc  *config.Service
+	kind config.ServiceKind
+	log  *slog.Logger
 
 	counters Counters
-
-	// cycle is the current pull cycle: its ID is the @devo_pulling_id of the
-	// events emitted during it.
-	cycle atomic.Pointer[stats.Cycle]
-
-	// tags are built once per Run, when the account is known.
-	tagsMu sync.Mutex
-	tags   *tagSet
 
 	warnMu sync.Mutex
 	warned map[string]struct{}
@@ -156,59 +150,31 @@ func newSource(o Options) (*Source, error) {
 	default:
 		errs = append(errs, fmt.Errorf("s3sqs: service %s is a %s service, not an S3+SQS one", svc.Name, svc.Kind))
 	}
-	if o.SQS == nil {
-		errs = append(errs, errors.New("s3sqs: nil SQS client"))
-	}
 	if o.S3 == nil {
 		errs = append(errs, errors.New("s3sqs: nil S3 client factory"))
-	}
-	if o.AccountID == nil {
-		errs = append(errs, errors.New("s3sqs: nil AccountID"))
-	}
-	if o.Region == "" {
-		errs = append(errs, errors.New("s3sqs: empty region"))
 	}
 	if err := checkTemplates(svc); err != nil {
 		errs = append(errs, err)
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
 	if o.MaxObjectBytes <= 0 {
 		o.MaxObjectBytes = DefaultMaxObjectBytes
-	}
-	if o.CycleInterval <= 0 {
-		o.CycleInterval = time.Minute
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	log := o.Log // the app scopes it with input, service and region
-	s := &Source{o: o, svc: svc, kind: svc.Kind, log: log, warned: map[string]struct{}{}}
-	cfg := sqsengine.Config{
-		Service:           svc.Name,
-		Region:            o.Region,
-		Queue:             svc.QueueName,
-		MaxMessages:       svc.SQSMaxMessages,
-		WaitTime:          svc.SQSWaitTime,
-		VisibilityTimeout: svc.SQSVisibilityTimeout,
-		Workers:           o.Workers,
-		MaxInFlight:       o.MaxInFlight,
-		MaxReceiveCount:   svc.MaxReceiveCount,
-		CycleInterval:     o.CycleInterval,
-		OnCycle:           s.onCycle,
-		Log:               log,
-	}
-	if o.Tune != nil {
-		o.Tune(&cfg)
-		cfg.OnCycle = s.onCycle
-	}
-	eng, err := sqsengine.New(o.SQS, s, cfg)
+	s := &Source{o: o, svc: svc, kind: svc.Kind, log: o.Log, warned: map[string]struct{}{}}
+	u, err := sqssource.New(sqssource.Options{
+		Service: svc, Region: o.Region, InputName: o.InputName, SQS: o.SQS,
+		AccountID: o.AccountID, Environment: o.Environment, Log: o.Log, Stats: o.Stats,
+		Workers: o.Workers, MaxInFlight: o.MaxInFlight, CycleInterval: o.CycleInterval, Tune: o.Tune,
+	}, sqssource.S3Lines, s)
 	if err != nil {
-		return nil, fmt.Errorf("s3sqs: %w", err)
+		errs = append(errs, fmt.Errorf("s3sqs: %w", err))
 	}
-	s.engine = eng
-	s.cycle.Store(stats.NewCycle(log, o.Stats, time.Now()))
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	s.Unit = u
 	return s, nil
 }
 
@@ -234,31 +200,6 @@ func checkTemplates(svc *config.Service) error {
 
 // Counters returns the source's running totals.
 func (s *Source) Counters() *Counters { return &s.counters }
-
-// Engine returns the SQS engine, whose counters say what became of the
-// messages (deleted, returned, poison).
-func (s *Source) Engine() *sqsengine.Engine { return s.engine }
-
-// Run resolves the account (once), then consumes the queue until ctx ends.
-func (s *Source) Run(ctx context.Context, out pipeline.Emitter) error {
-	if _, err := s.tagSet(ctx); err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return err
-	}
-	stats.LogStartingCollection(s.log, s.o.CycleInterval)
-	return s.engine.Run(ctx, out)
-}
-
-// onCycle logs the finished cycle's line and starts the next cycle, with a
-// new @devo_pulling_id.
-func (s *Source) onCycle(c sqsengine.Cycle) {
-	next := stats.NewCycle(s.log, s.o.Stats, time.Now())
-	cur := s.cycle.Swap(next)
-	cur.AddResponses(c.Receives)
-	cur.LogS3Received()
-}
 
 // warnOnce reports whether key has not been warned about yet, and remembers
 // it (up to maxWarned keys; past that every key warns, which is still

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/awstest/fauxqs"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/pipetest"
 )
 
 // TestSecurityHubFauxqs: over a real FIFO queue, a findings event with three
@@ -36,14 +38,14 @@ func TestSecurityHubFauxqs(t *testing.T) {
 		wantFindings[env.ID] = max(len(env.Detail.Findings), 1)
 	}
 	sendBodies(t, emu.SQS(), f.url, bodies, func(int) string { return "devo-collector" })
-	rec := newRecorder()
-	run := runPipeline(t, f.src, rec)
-	waitFor(t, time.Minute, "all messages deleted", func() bool {
-		return f.src.engine.Counters().Deleted.Load() >= int64(len(bodies))
+	rec := pipetest.NewRecorder()
+	run := pipetest.Run(t, rec, pipeline.Unit{Name: "test", Source: f.src})
+	pipetest.WaitFor(t, time.Minute, "all messages deleted", func() bool {
+		return f.src.Engine().Counters().Deleted.Load() >= int64(len(bodies))
 	})
-	run.shutdown(t)
+	run.Shutdown(t)
 
-	evs := rec.delivered()
+	evs := rec.Delivered()
 	if len(evs) != 3+1+1+2 {
 		t.Fatalf("%d events, want 7", len(evs))
 	}
@@ -97,19 +99,19 @@ func TestBadBodiesFauxqs(t *testing.T) {
 		}
 	}
 	sendBodies(t, emu.SQS(), f.url, bodies, nil)
-	rec := newRecorder()
-	run := runPipeline(t, f.src, rec)
-	waitFor(t, time.Minute, "good messages deleted and bad ones deleted as poison", func() bool {
-		c := f.src.engine.Counters()
+	rec := pipetest.NewRecorder()
+	run := pipetest.Run(t, rec, pipeline.Unit{Name: "test", Source: f.src})
+	pipetest.WaitFor(t, time.Minute, "good messages deleted and bad ones deleted as poison", func() bool {
+		c := f.src.Engine().Counters()
 		return c.Deleted.Load() >= 20 && c.Poison.Load() >= 3
 	})
-	waitFor(t, 30*time.Second, "an empty queue", func() bool {
+	pipetest.WaitFor(t, 30*time.Second, "an empty queue", func() bool {
 		v, fl := fauxqs.MustQueueCounts(t, emu.SQS(), f.url)
 		return v == 0 && fl == 0
 	})
-	run.shutdown(t)
+	run.Shutdown(t)
 
-	if n := len(rec.delivered()); n != 20 {
+	if n := len(rec.Delivered()); n != 20 {
 		t.Errorf("%d events delivered, want 20", n)
 	}
 	if d := f.unit.Dropped.Load(); d != 3 {
@@ -156,16 +158,16 @@ func TestBadBodyFIFOFauxqs(t *testing.T) {
 	}
 	groups := []string{"devo-collector", "devo-collector", "devo-collector", "devo-collector", "other", "other", "other"}
 	sendBodies(t, emu.SQS(), f.url, bodies, func(i int) string { return groups[i] })
-	rec := newRecorder()
-	run := runPipeline(t, f.src, rec)
-	waitFor(t, time.Minute, "six good messages deleted and one poison", func() bool {
-		c := f.src.engine.Counters()
+	rec := pipetest.NewRecorder()
+	run := pipetest.Run(t, rec, pipeline.Unit{Name: "test", Source: f.src})
+	pipetest.WaitFor(t, time.Minute, "six good messages deleted and one poison", func() bool {
+		c := f.src.Engine().Counters()
 		return c.Deleted.Load() >= 6 && c.Poison.Load() >= 1
 	})
-	run.shutdown(t)
+	run.Shutdown(t)
 
 	var main, other []int
-	for _, ev := range rec.delivered() {
+	for _, ev := range rec.Delivered() {
 		d := decode(t, ev.Payload)
 		if d.Source == "aws.ec2" {
 			main = append(main, d.Detail.Seq)

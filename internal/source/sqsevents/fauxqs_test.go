@@ -18,8 +18,10 @@ import (
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/awstest/fauxqs"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/sqsengine"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/stats"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/pipetest"
 )
 
 // fastEngine shortens the engine's waits so the tests run in seconds; the
@@ -89,16 +91,18 @@ func newFixture(t *testing.T, service, name, extra string, tune func(*sqsengine.
 		Log:       f.logs.logger(),
 		Stats:     f.unit,
 		Workers:   4,
-	}, func(c *sqsengine.Config) {
-		fastEngine(c)
-		if tune != nil {
-			tune(c)
-		}
+		// Short cycles, so the tests see several pull-cycle lines.
+		CycleInterval: 500 * time.Millisecond,
+		Tune: func(c *sqsengine.Config) {
+			fastEngine(c)
+			if tune != nil {
+				tune(c)
+			}
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	src.interval = 500 * time.Millisecond
 	f.src = src
 	return f
 }
@@ -160,24 +164,24 @@ func TestDeliveryFauxqs(t *testing.T) {
 			}
 			sendBodies(t, emu.SQS(), f.url, bodies, group)
 
-			rec := newRecorder()
-			run := runPipeline(t, f.src, rec)
+			rec := pipetest.NewRecorder()
+			run := pipetest.Run(t, rec, pipeline.Unit{Name: "test", Source: f.src})
 			t.Cleanup(func() {
 				if t.Failed() {
-					c := f.src.engine.Counters()
-					t.Logf("delivered %d, engine received %d deleted %d returned %d poison %d errors %d\nlogs:\n%s", len(rec.delivered()), c.Received.Load(), c.Deleted.Load(), c.Returned.Load(), c.Poison.Load(), c.Errors.Load(), f.logs.String())
+					c := f.src.Engine().Counters()
+					t.Logf("delivered %d, engine received %d deleted %d returned %d poison %d errors %d\nlogs:\n%s", len(rec.Delivered()), c.Received.Load(), c.Deleted.Load(), c.Returned.Load(), c.Poison.Load(), c.Errors.Load(), f.logs.String())
 				}
 			})
-			waitFor(t, 2*time.Minute, "500 events delivered and deleted", func() bool {
-				return len(rec.delivered()) >= n && f.src.engine.Counters().Deleted.Load() >= n
+			pipetest.WaitFor(t, 2*time.Minute, "500 events delivered and deleted", func() bool {
+				return len(rec.Delivered()) >= n && f.src.Engine().Counters().Deleted.Load() >= n
 			})
-			waitFor(t, 30*time.Second, "an empty queue", func() bool {
+			pipetest.WaitFor(t, 30*time.Second, "an empty queue", func() bool {
 				v, fl := fauxqs.MustQueueCounts(t, emu.SQS(), f.url)
 				return v == 0 && fl == 0
 			})
-			run.shutdown(t)
+			run.Shutdown(t)
 
-			evs := rec.delivered()
+			evs := rec.Delivered()
 			if len(evs) != n {
 				t.Fatalf("%d events delivered, want %d (no message failed, so none may repeat)", len(evs), n)
 			}
@@ -222,7 +226,7 @@ func TestDeliveryFauxqs(t *testing.T) {
 					lastInGroup[g] = seq
 				}
 			}
-			if c := f.src.engine.Counters(); c.Deleted.Load() != n || c.Poison.Load() != 0 || c.Returned.Load() != 0 {
+			if c := f.src.Engine().Counters(); c.Deleted.Load() != n || c.Poison.Load() != 0 || c.Returned.Load() != 0 {
 				t.Errorf("engine: deleted %d, poison %d, returned %d; want %d, 0, 0",
 					c.Deleted.Load(), c.Poison.Load(), c.Returned.Load(), n)
 			}
@@ -298,14 +302,14 @@ func TestOneGroupOrderFauxqs(t *testing.T) {
 		bodies[i] = envelope(sources[i%len(sources)], i)
 	}
 	sendBodies(t, emu.SQS(), f.url, bodies, func(int) string { return "devo-collector" })
-	rec := newRecorder()
-	run := runPipeline(t, f.src, rec)
-	waitFor(t, 2*time.Minute, "all events delivered and deleted", func() bool {
-		return len(rec.delivered()) >= n && f.src.engine.Counters().Deleted.Load() >= n
+	rec := pipetest.NewRecorder()
+	run := pipetest.Run(t, rec, pipeline.Unit{Name: "test", Source: f.src})
+	pipetest.WaitFor(t, 2*time.Minute, "all events delivered and deleted", func() bool {
+		return len(rec.Delivered()) >= n && f.src.Engine().Counters().Deleted.Load() >= n
 	})
-	run.shutdown(t)
+	run.Shutdown(t)
 	var order []int
-	for _, ev := range rec.delivered() {
+	for _, ev := range rec.Delivered() {
 		order = append(order, decode(t, ev.Payload).Detail.Seq)
 	}
 	if !slices.IsSorted(order) || len(order) != n {

@@ -64,13 +64,11 @@ func goldenSource(t *testing.T, name string) *source {
 		SQS:       noSQS{},
 		AccountID: func(context.Context) (string, error) { return "123456789012", nil },
 		Log:       quiet,
-	}, nil)
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	src.now = func() time.Time { return goldenStart }
-	src.tags.Store(tag.NewCache(src.tmpl, tag.Values{AccountID: "123456789012", RegionID: "eu-west-1", ServiceName: svc.Name}))
-	src.startCycle()
+	src.Start(tag.Values{AccountID: "123456789012", RegionID: "eu-west-1", ServiceName: svc.Name}, goldenStart)
 	return src
 }
 
@@ -189,7 +187,7 @@ func TestBadBodiesArePoison(t *testing.T) {
 			}
 		}
 	}
-	if n := src.cycle.Load().Counts(); n.Dropped != 6 || n.Received != 18 || n.Generated != 0 {
+	if n := src.Cycle().Counts(); n.Dropped != 6 || n.Received != 18 || n.Generated != 0 {
 		t.Errorf("cycle counts %+v, want 6 dropped of 18 received", n)
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/sqsengine"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/pipetest"
 )
 
 // batchFIFO is an SQS client that, unlike fauxqs, returns many messages of
@@ -121,18 +122,18 @@ func TestGroupHandledSequentially(t *testing.T) {
 	src, err := newSource(Options{
 		Service: svc, Region: "us-east-1", InputName: "aws", SQS: client,
 		AccountID: func(context.Context) (string, error) { return "000000000000", nil },
-		Log:       quiet, Workers: 8,
-	}, fastEngine)
+		Log:       quiet, Workers: 8, Tune: fastEngine,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := newRecorder()
-	run := runPipeline(t, jitterSource{src}, rec)
-	waitFor(t, time.Minute, "every message deleted", func() bool { return client.deletedCount() >= n })
-	run.shutdown(t)
+	rec := pipetest.NewRecorder()
+	run := pipetest.Run(t, rec, pipeline.Unit{Name: "test", Source: jitterSource{src}})
+	pipetest.WaitFor(t, time.Minute, "every message deleted", func() bool { return client.deletedCount() >= n })
+	run.Shutdown(t)
 
 	perGroup := map[string][]int{}
-	for _, ev := range rec.delivered() {
+	for _, ev := range rec.Delivered() {
 		seq := decode(t, ev.Payload).Detail.Seq
 		g := groups[seq%3/2]
 		perGroup[g] = append(perGroup[g], seq)

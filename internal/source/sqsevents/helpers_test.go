@@ -18,7 +18,6 @@ import (
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/awstest/fauxqs"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
-	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/syncbuf"
 )
 
@@ -93,125 +92,6 @@ inputs:
 	}
 	t.Fatalf("service %s not in the loaded config", name)
 	return nil
-}
-
-// recorder is an output the test controls. It takes events from a real
-// pipeline.Queue; hold, when set, decides per event whether to keep it
-// unsettled (like a network output waiting for its settle window). Held
-// events are settled Failed when the sink stops, as a sink whose connection
-// never settled must.
-type recorder struct {
-	hold func(ev *pipeline.Event) bool
-
-	mu     sync.Mutex
-	events []got // delivered, in delivery order
-	held   []*pipeline.Event
-	seen   chan struct{} // a token: something was recorded or held
-}
-
-type got struct {
-	Tag     string
-	Time    time.Time
-	Payload string
-}
-
-func newRecorder() *recorder { return &recorder{seen: make(chan struct{}, 1)} }
-
-func (r *recorder) Run(ctx context.Context, in *pipeline.Queue) error {
-	var buf []*pipeline.Event
-	defer func() {
-		r.mu.Lock()
-		held := r.held
-		r.held = nil
-		r.mu.Unlock()
-		for _, ev := range held {
-			in.Settle(ev, pipeline.Failed)
-		}
-	}()
-	for {
-		evs, err := in.Get(ctx, buf, 100)
-		if err != nil {
-			return nil
-		}
-		for _, ev := range evs {
-			r.mu.Lock()
-			if r.hold != nil && r.hold(ev) {
-				r.held = append(r.held, ev)
-				r.mu.Unlock()
-			} else {
-				r.events = append(r.events, got{Tag: ev.Tag, Time: ev.Time, Payload: string(ev.Payload)})
-				r.mu.Unlock()
-				in.Settle(ev, pipeline.Delivered)
-			}
-			select {
-			case r.seen <- struct{}{}:
-			default:
-			}
-		}
-		buf = evs
-	}
-}
-
-func (r *recorder) delivered() []got {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]got(nil), r.events...)
-}
-
-func (r *recorder) heldCount() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.held)
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", limit, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// running is a real pipeline with one recorder output and one unit.
-type running struct {
-	stop context.CancelFunc
-	done chan error
-}
-
-// runPipeline runs src behind a real pipeline.New(...).Run with rec as its
-// only output, until the returned stop is called (or the test ends).
-func runPipeline(t *testing.T, src pipeline.Source, rec *recorder) *running {
-	t.Helper()
-	q := pipeline.NewQueue(10000, 64<<20)
-	p := pipeline.New(slog.New(slog.DiscardHandler), pipeline.Options{DrainTimeout: 10 * time.Second},
-		[]*pipeline.Output{{Name: "recorder", Sink: rec, Queue: q}},
-		[]pipeline.Unit{{Name: "test", Source: src}})
-	stop, cancel := context.WithCancel(context.Background())
-	r := &running{stop: cancel, done: make(chan error, 1)}
-	go func() { r.done <- p.Run(stop, context.Background()) }()
-	t.Cleanup(func() { r.shutdown(t) })
-	return r
-}
-
-// shutdown stops the pipeline and waits for it; safe to call twice.
-func (r *running) shutdown(t *testing.T) {
-	t.Helper()
-	r.stop()
-	select {
-	case err, ok := <-r.done:
-		if ok && err != nil {
-			t.Errorf("pipeline: %v", err)
-		}
-		if ok {
-			close(r.done)
-		}
-	case <-time.After(2 * time.Minute):
-		t.Fatal("pipeline did not stop")
-	}
 }
 
 // sendBodies sends bodies in order, ten per batch. On a FIFO queue group

@@ -10,6 +10,7 @@ import (
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/awstest/fauxqs"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/pipetest"
 )
 
 // TestRestartLosesNothingFauxqs stops the pipeline while messages are in
@@ -39,18 +40,18 @@ func TestRestartLosesNothingFauxqs(t *testing.T) {
 			// First run: the output delivers the first 20 events and holds
 			// every later one unsettled, like a connection whose settle
 			// window never closes.
-			rec1 := newRecorder()
+			rec1 := pipetest.NewRecorder()
 			taken := 0
-			rec1.hold = func(*pipeline.Event) bool { taken++; return taken > first }
-			run1 := runPipeline(t, f.src, rec1)
-			waitFor(t, time.Minute, "20 events delivered and more held", func() bool {
-				return len(rec1.delivered()) == first && rec1.heldCount() > 0 &&
-					f.src.engine.Counters().Deleted.Load() == first
+			rec1.Hold = func(*pipeline.Event) bool { taken++; return taken > first }
+			run1 := pipetest.Run(t, rec1, pipeline.Unit{Name: "test", Source: f.src})
+			pipetest.WaitFor(t, time.Minute, "20 events delivered and more held", func() bool {
+				return len(rec1.Delivered()) == first && rec1.HeldCount() > 0 &&
+					f.src.Engine().Counters().Deleted.Load() == first
 			})
-			held := rec1.heldCount()
-			run1.shutdown(t)
+			held := rec1.HeldCount()
+			run1.Shutdown(t)
 
-			deleted := f.src.engine.Counters().Deleted.Load()
+			deleted := f.src.Engine().Counters().Deleted.Load()
 			if deleted != first {
 				t.Fatalf("first run deleted %d messages, but only %d events were delivered", deleted, first)
 			}
@@ -59,7 +60,7 @@ func TestRestartLosesNothingFauxqs(t *testing.T) {
 			// the timeout (nobody renews it any more), so they come back.
 			left := inspect(t, f.src.svc.QueueName)
 			delivered1 := map[int]bool{}
-			for _, ev := range rec1.delivered() {
+			for _, ev := range rec1.Delivered() {
 				delivered1[decode(t, ev.Payload).Detail.Seq] = true
 			}
 			if len(left.bodies) != n-first {
@@ -75,19 +76,19 @@ func TestRestartLosesNothingFauxqs(t *testing.T) {
 			}
 
 			// Second run, same source, an output that delivers everything.
-			rec2 := newRecorder()
-			run2 := runPipeline(t, f.src, rec2)
-			waitFor(t, time.Minute, "every message deleted", func() bool {
-				return f.src.engine.Counters().Deleted.Load() >= n
+			rec2 := pipetest.NewRecorder()
+			run2 := pipetest.Run(t, rec2, pipeline.Unit{Name: "test", Source: f.src})
+			pipetest.WaitFor(t, time.Minute, "every message deleted", func() bool {
+				return f.src.Engine().Counters().Deleted.Load() >= n
 			})
-			run2.shutdown(t)
+			run2.Shutdown(t)
 
 			got := map[int]int{}
-			for _, ev := range rec1.delivered() {
+			for _, ev := range rec1.Delivered() {
 				got[decode(t, ev.Payload).Detail.Seq]++
 			}
 			firstRun := len(got)
-			for _, ev := range rec2.delivered() {
+			for _, ev := range rec2.Delivered() {
 				seq := decode(t, ev.Payload).Detail.Seq
 				if got[seq] > 0 {
 					t.Errorf("seq %d, delivered and deleted in the first run, came back", seq)
@@ -99,18 +100,18 @@ func TestRestartLosesNothingFauxqs(t *testing.T) {
 					t.Errorf("seq %d lost", i)
 				}
 			}
-			if firstRun != first || len(rec2.delivered()) != n-first {
+			if firstRun != first || len(rec2.Delivered()) != n-first {
 				t.Errorf("first run delivered %d, second %d; want %d and %d (held %d at shutdown)",
-					firstRun, len(rec2.delivered()), first, n-first, held)
+					firstRun, len(rec2.Delivered()), first, n-first, held)
 			}
 			if v, fl := fauxqs.MustQueueCounts(t, emu.SQS(), f.url); v != 0 || fl != 0 {
 				t.Errorf("queue holds %d visible, %d in flight", v, fl)
 			}
 			if fifo {
 				// Order within each group holds across the restart, per run.
-				for _, rec := range []*recorder{rec1, rec2} {
+				for _, rec := range []*pipetest.Recorder{rec1, rec2} {
 					last := map[string]int{}
-					for _, ev := range rec.delivered() {
+					for _, ev := range rec.Delivered() {
 						seq := decode(t, ev.Payload).Detail.Seq
 						g := group(seq)
 						if l, ok := last[g]; ok && seq < l {

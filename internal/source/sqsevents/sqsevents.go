@@ -10,81 +10,40 @@
 //     cloud.aws.securityhub.findings.
 //
 // Receiving, visibility, deletes, poison and FIFO ordering are the shared
-// SQS engine's (internal/sqsengine); this package only turns one message
-// into events and keeps the product's pull-cycle lines.
+// SQS engine's (internal/sqsengine), and the configuration, tags and
+// pull-cycle lines the shared skeleton's (internal/source/sqssource); this
+// package only turns one message into events.
 package sqsevents
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/format/eventbridge"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/format/jsonpay"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/source/sqssource"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/sqsengine"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/stats"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/tag"
 )
 
-// Options is what the app gives New for one (input, service, region) unit.
-type Options struct {
-	// Service is the service's effective configuration; its Kind must be
-	// config.EventBridge or config.SecurityHub.
-	Service *config.Service
-	// Region is the region pulled: the queue's region and {region_id}.
-	Region string
-	// InputName names the input in New's errors (the logger already
-	// carries it).
-	InputName string
-	// SQS is the client for Region.
-	SQS sqsengine.Client
-	// AccountID returns the effective session's account ({account_id}); it
-	// is called once per Run, before the first receive.
-	AccountID func(ctx context.Context) (string, error)
-	// Environment is inputs.aws.environment ({environment}, may be empty).
-	Environment string
-	// Log is the unit's logger (already scoped with input, service and
-	// region by the app); nil discards.
-	Log *slog.Logger
-	// Stats are the unit's counters; nil counts nothing.
-	Stats *stats.Unit
-	// Workers is how many messages are turned into events at once [10].
-	Workers int
-}
+// Options is what the app gives New for one (input, service, region) unit
+// (see sqssource.Options); the service's Kind must be config.EventBridge or
+// config.SecurityHub.
+type Options = sqssource.Options
 
-// cycleInterval is how often the pull-cycle lines are logged: the product
-// pulls every 60 seconds and logs one pair of lines per pull.
-const cycleInterval = 60 * time.Second
-
-// source is one unit's EventBridge or Security Hub consumer. It implements
-// pipeline.Source and sqsengine.Handler.
+// source is one unit's EventBridge or Security Hub consumer: the shared SQS
+// skeleton with this package's handler.
 type source struct {
-	o      Options
+	*sqssource.Unit
 	svc    *config.Service
 	kind   config.ServiceKind
-	log    *slog.Logger
-	tmpl   *tag.Template
 	derive *tag.Deriver
-	engine *sqsengine.Engine
-
-	// interval is how often a cycle ends (cycleInterval; tests shorten it).
-	interval time.Duration
-	now      func() time.Time
-
-	// tags is set by Run once the account is known.
-	tags atomic.Pointer[tag.Cache]
-	// cycle is the pull cycle in progress: its ID is the @devo_pulling_id
-	// of every event made while it runs.
-	cycle atomic.Pointer[stats.Cycle]
-	// receivesAtStart is the engine's receive count when the cycle in
-	// progress started (the engine counts since it was made).
-	receivesAtStart atomic.Int64
 
 	// dropped remembers the message ids already counted as unreadable, so a
 	// message received again is counted once.
@@ -96,146 +55,31 @@ type source struct {
 // Hub (sqs-cloudwatch-consumer) service. It checks its options and never
 // touches the network.
 func New(o Options) (pipeline.Source, error) {
-	return newSource(o, nil)
+	return newSource(o)
 }
 
-// newSource is New with a hook that may adjust the engine's settings
-// (tests shorten waits and backoffs with it).
-func newSource(o Options, tune func(*sqsengine.Config)) (*source, error) {
-	var errs []error
+func newSource(o Options) (*source, error) {
 	if o.Service == nil {
 		return nil, errors.New("sqsevents: nil service")
 	}
 	svc := o.Service
+	var errs []error
 	if svc.Kind != config.EventBridge && svc.Kind != config.SecurityHub {
 		errs = append(errs, fmt.Errorf("service %q is a %s service, not eventbridge or securityhub", svc.Name, svc.Kind))
 	}
-	if o.SQS == nil {
-		errs = append(errs, errors.New("nil sqs client"))
-	}
-	if o.AccountID == nil {
-		errs = append(errs, errors.New("nil account id function"))
-	}
-	if o.Region == "" {
-		errs = append(errs, errors.New("empty region"))
-	}
-	if svc.QueueName == "" {
-		errs = append(errs, fmt.Errorf("service %q has no sqs_queue_name", svc.Name))
-	}
-	tmpl, err := tag.Compile(svc.TagTemplate)
-	if err != nil {
+	if _, err := tag.Compile(svc.TagTemplate); err != nil {
 		errs = append(errs, fmt.Errorf("service %q: %w", svc.Name, err))
+	}
+	s := &source{svc: svc, kind: svc.Kind, derive: svc.Deriver(), dropped: map[string]struct{}{}}
+	u, err := sqssource.New(o, sqssource.EventLines, s)
+	if err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("sqsevents: input %q: %w", o.InputName, errors.Join(errs...))
 	}
-	log := o.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	s := &source{
-		o:        o,
-		svc:      svc,
-		kind:     svc.Kind,
-		log:      log,
-		tmpl:     tmpl,
-		derive:   svc.Deriver(),
-		interval: cycleInterval,
-		now:      time.Now,
-		dropped:  map[string]struct{}{},
-	}
-	// The engine reads 0 as "default" (20 s); the config's 0 means no long
-	// poll, which the engine spells as a negative wait.
-	wait := svc.SQSWaitTime
-	if wait == 0 {
-		wait = -1
-	}
-	cfg := sqsengine.Config{
-		Service:           svc.Name,
-		Region:            o.Region,
-		Queue:             svc.QueueName,
-		MaxMessages:       svc.SQSMaxMessages,
-		WaitTime:          wait,
-		VisibilityTimeout: svc.SQSVisibilityTimeout,
-		Workers:           o.Workers,
-		MaxReceiveCount:   svc.MaxReceiveCount,
-		Log:               log,
-	}
-	if tune != nil {
-		tune(&cfg)
-	}
-	eng, err := sqsengine.New(o.SQS, s, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("sqsevents: %w", err)
-	}
-	s.engine = eng
+	s.Unit = u
 	return s, nil
-}
-
-// Run resolves the account, then consumes the queue until ctx ends. It logs
-// the product's pull-cycle lines every minute: "Starting a new pulling
-// from …" when a cycle starts, "Received N response(s), …" when it ends.
-func (s *source) Run(ctx context.Context, out pipeline.Emitter) error {
-	account, err := s.o.AccountID(ctx)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("resolve account id: %w", err)
-	}
-	s.tags.Store(tag.NewCache(s.tmpl, tag.Values{
-		AccountID:   account,
-		RegionID:    s.o.Region,
-		Environment: s.o.Environment,
-		ServiceName: s.svc.Name,
-	}))
-
-	stats.LogStartingCollection(s.log, s.interval)
-	s.startCycle()
-
-	cyclesDone := make(chan struct{})
-	stopCycles := make(chan struct{})
-	go func() {
-		defer close(cyclesDone)
-		s.cycles(stopCycles)
-	}()
-	err = s.engine.Run(ctx, out)
-	close(stopCycles)
-	<-cyclesDone
-	return err
-}
-
-// cycles ends a cycle and starts the next every interval; when stop closes
-// it ends the cycle in progress without starting another.
-func (s *source) cycles(stop <-chan struct{}) {
-	t := time.NewTicker(s.interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-			s.endCycle()
-			s.startCycle()
-		case <-stop:
-			s.endCycle()
-			return
-		}
-	}
-}
-
-// startCycle begins a pull cycle: a new @devo_pulling_id, and the engine's
-// receive count as the base for this cycle's responses.
-func (s *source) startCycle() {
-	c := stats.NewCycle(s.log, s.o.Stats, s.now())
-	s.receivesAtStart.Store(s.engine.Counters().Receives.Load())
-	s.cycle.Store(c)
-	c.LogStarting(s.svc.QueueName, "queue")
-}
-
-// endCycle logs the line that closes the cycle in progress.
-func (s *source) endCycle() {
-	c := s.cycle.Load()
-	c.AddResponses(s.engine.Counters().Receives.Load() - s.receivesAtStart.Load())
-	c.LogEventsReceived()
 }
 
 // Handle turns one message into events (sqsengine.Handler). A body that is
@@ -243,7 +87,7 @@ func (s *source) endCycle() {
 // stays in the queue until max_receive_count (or the queue's dead-letter
 // queue) takes it, and never blocks the messages behind it for longer.
 func (s *source) Handle(ctx context.Context, m sqsengine.Message, b *pipeline.Batch, out pipeline.Emitter) error {
-	c := s.cycle.Load()
+	c := s.Cycle()
 	c.AddReceived(1)
 	body := []byte(m.Body)
 	env, err := eventbridge.Parse(body)
@@ -252,7 +96,7 @@ func (s *source) Handle(ctx context.Context, m sqsengine.Message, b *pipeline.Ba
 		return sqsengine.Poison(fmt.Errorf("message %s: %w", m.ID, err))
 	}
 	when := eventTime(env, m)
-	tags := s.tags.Load()
+	tags := s.Tags(s.svc.TagTemplate)
 
 	if s.kind == config.SecurityHub {
 		parts := []eventbridge.Part{{Payload: env.Raw}}

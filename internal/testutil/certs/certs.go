@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -42,27 +43,53 @@ type issuer struct {
 // New generates a Set in a directory removed when t ends.
 func New(t testing.TB) *Set {
 	t.Helper()
-	dir := t.TempDir()
-	s := &Set{Dir: dir}
-	ca := newCA(t, "devo-aws-collector test CA")
-	s.CA = writeCert(t, dir, "ca.crt", ca.cert.Raw)
+	s, err := Generate(t.TempDir())
+	if err != nil {
+		t.Fatalf("certs: %v", err)
+	}
+	return s
+}
 
+// Generate writes a Set into dir, for programs that are not tests (the
+// benchmark harness). The caller removes dir.
+func Generate(dir string) (*Set, error) {
+	var err error
+	s := &Set{Dir: dir}
+	ca, err := newCA("devo-aws-collector test CA")
+	if err != nil {
+		return nil, err
+	}
+	if s.CA, err = writeCert(dir, "ca.crt", ca.cert.Raw); err != nil {
+		return nil, err
+	}
 	now := time.Now()
-	s.ServerCert, s.ServerKey = leaf(t, dir, "server", ca, &x509.Certificate{
+	if s.ServerCert, s.ServerKey, err = leaf(dir, "server", ca, &x509.Certificate{
 		Subject:     pkix.Name{CommonName: "localhost"},
 		DNSNames:    []string{"localhost"},
 		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		NotBefore:   now.Add(-time.Hour),
 		NotAfter:    now.Add(24 * time.Hour),
-	})
-	s.ClientCert, s.ClientKey = leaf(t, dir, "client", ca, clientTemplate("test-domain", now.Add(-time.Hour), now.Add(24*time.Hour)))
-	s.ExpiredCert, s.ExpiredKey = leaf(t, dir, "expired", ca, clientTemplate("test-domain-expired", now.Add(-48*time.Hour), now.Add(-24*time.Hour)))
-
-	rogue := newCA(t, "rogue test CA")
-	s.RogueCA = writeCert(t, dir, "rogue-ca.crt", rogue.cert.Raw)
-	s.RogueCert, s.RogueKey = leaf(t, dir, "rogue", rogue, clientTemplate("rogue-domain", now.Add(-time.Hour), now.Add(24*time.Hour)))
-	return s
+	}); err != nil {
+		return nil, err
+	}
+	if s.ClientCert, s.ClientKey, err = leaf(dir, "client", ca, clientTemplate("test-domain", now.Add(-time.Hour), now.Add(24*time.Hour))); err != nil {
+		return nil, err
+	}
+	if s.ExpiredCert, s.ExpiredKey, err = leaf(dir, "expired", ca, clientTemplate("test-domain-expired", now.Add(-48*time.Hour), now.Add(-24*time.Hour))); err != nil {
+		return nil, err
+	}
+	rogue, err := newCA("rogue test CA")
+	if err != nil {
+		return nil, err
+	}
+	if s.RogueCA, err = writeCert(dir, "rogue-ca.crt", rogue.cert.Raw); err != nil {
+		return nil, err
+	}
+	if s.RogueCert, s.RogueKey, err = leaf(dir, "rogue", rogue, clientTemplate("rogue-domain", now.Add(-time.Hour), now.Add(24*time.Hour))); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 func clientTemplate(cn string, from, to time.Time) *x509.Certificate {
@@ -74,26 +101,25 @@ func clientTemplate(cn string, from, to time.Time) *x509.Certificate {
 	}
 }
 
-func serial(t testing.TB) *big.Int {
+func serial() (*big.Int, error) {
 	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
 	if err != nil {
-		t.Fatalf("certs: serial: %v", err)
+		return nil, fmt.Errorf("serial: %w", err)
 	}
-	return n
+	return n, nil
 }
 
-func newKey(t testing.TB) *ecdsa.PrivateKey {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+func newCA(cn string) (issuer, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		t.Fatalf("certs: generate key: %v", err)
+		return issuer{}, fmt.Errorf("generate key: %w", err)
 	}
-	return k
-}
-
-func newCA(t testing.TB, cn string) issuer {
-	key := newKey(t)
+	sn, err := serial()
+	if err != nil {
+		return issuer{}, err
+	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial(t),
+		SerialNumber:          sn,
 		Subject:               pkix.Name{CommonName: cn},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(48 * time.Hour),
@@ -103,41 +129,47 @@ func newCA(t testing.TB, cn string) issuer {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		t.Fatalf("certs: create CA: %v", err)
+		return issuer{}, fmt.Errorf("create CA: %w", err)
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		t.Fatalf("certs: parse CA: %v", err)
+		return issuer{}, fmt.Errorf("parse CA: %w", err)
 	}
-	return issuer{cert: cert, key: key}
+	return issuer{cert: cert, key: key}, nil
 }
 
-func leaf(t testing.TB, dir, name string, ca issuer, tmpl *x509.Certificate) (certPath, keyPath string) {
-	key := newKey(t)
-	tmpl.SerialNumber = serial(t)
+func leaf(dir, name string, ca issuer, tmpl *x509.Certificate) (certPath, keyPath string, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", "", fmt.Errorf("generate %s key: %w", name, err)
+	}
+	if tmpl.SerialNumber, err = serial(); err != nil {
+		return "", "", err
+	}
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
-		t.Fatalf("certs: create %s: %v", name, err)
+		return "", "", fmt.Errorf("create %s: %w", name, err)
 	}
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		t.Fatalf("certs: marshal %s key: %v", name, err)
+		return "", "", fmt.Errorf("marshal %s key: %w", name, err)
 	}
-	certPath = writeCert(t, dir, name+".crt", der)
+	if certPath, err = writeCert(dir, name+".crt", der); err != nil {
+		return "", "", err
+	}
 	keyPath = filepath.Join(dir, name+".key")
-	writePEM(t, keyPath, "PRIVATE KEY", keyDER, 0o600)
-	return certPath, keyPath
+	return certPath, keyPath, writePEM(keyPath, "PRIVATE KEY", keyDER, 0o600)
 }
 
-func writeCert(t testing.TB, dir, name string, der []byte) string {
+func writeCert(dir, name string, der []byte) (string, error) {
 	p := filepath.Join(dir, name)
-	writePEM(t, p, "CERTIFICATE", der, 0o644)
-	return p
+	return p, writePEM(p, "CERTIFICATE", der, 0o644)
 }
 
-func writePEM(t testing.TB, path, typ string, der []byte, mode os.FileMode) {
+func writePEM(path, typ string, der []byte, mode os.FileMode) error {
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), mode); err != nil {
-		t.Fatalf("certs: write %s: %v", path, err)
+		return fmt.Errorf("write %s: %w", path, err)
 	}
+	return nil
 }

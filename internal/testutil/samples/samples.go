@@ -7,6 +7,7 @@ package samples
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 
 	"github.com/klauspost/compress/gzip"
@@ -130,4 +131,46 @@ func SecurityHub(findings int) string {
 	}
 	return fmt.Sprintf(`{"version":"0","id":"5e2d1c0b-a9f8-4e7d-b6c5-a4b3c2d1e0f9","detail-type":"Security Hub Findings - Imported","source":"aws.securityhub","account":"%s","time":"2024-05-31T13:25:00Z","region":"us-east-1","resources":[],"detail":{"findings":[%s]}}`,
 		Account, strings.Join(fs, ","))
+}
+
+// BusyTrail is a CloudTrail log file of n records sized like a busy
+// account's (about 1.8 KB each, nested identity, request, response and TLS
+// members) with pseudo-random identifiers, addresses and times drawn from
+// seed, so it compresses about as well as a real trail (8–12×) rather than
+// the 100× of repeated text. For benchmarks; id makes its key unique.
+func BusyTrail(id, n int, seed uint64) Object {
+	rng := rand.New(rand.NewPCG(seed, uint64(id)))
+	hex := func(k int) string {
+		const digits = "0123456789abcdef"
+		out := make([]byte, k)
+		for i := range out {
+			out[i] = digits[rng.IntN(16)]
+		}
+		return string(out)
+	}
+	uuid := func() string { return hex(8) + "-" + hex(4) + "-" + hex(4) + "-" + hex(4) + "-" + hex(12) }
+	var b bytes.Buffer
+	b.WriteString(`{"Records":[`)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		src := CloudTrailSources[rng.IntN(len(CloudTrailSources))]
+		user := rng.IntN(400)
+		fmt.Fprintf(&b, `{"eventVersion":"1.09","userIdentity":{"type":"AssumedRole","principalId":"AROA%s:session-%d","arn":"arn:aws:sts::%s:assumed-role/platform-ops-%d/session-%d","accountId":"%s","accessKeyId":"ASIA%s","sessionContext":{"sessionIssuer":{"type":"Role","principalId":"AROA%s","arn":"arn:aws:iam::%s:role/platform-ops-%d","accountId":"%s","userName":"platform-ops-%d"},"webIdFederationData":{},"attributes":{"creationDate":"2024-05-31T12:%02d:%02dZ","mfaAuthenticated":"false"}}},`,
+			strings.ToUpper(hex(17)), user, Account, user%20, user, Account, strings.ToUpper(hex(16)), strings.ToUpper(hex(17)), Account, user%20, Account, user%20, rng.IntN(60), rng.IntN(60))
+		fmt.Fprintf(&b, `"eventTime":"2024-05-31T13:%02d:%02dZ","eventSource":"%s.amazonaws.com","eventName":"Describe%s","awsRegion":"us-east-1","sourceIPAddress":"%d.%d.%d.%d","userAgent":"aws-sdk-go-v2/1.30.3 os/linux lang/go#1.22.5 md/GOOS#linux md/GOARCH#amd64 api/%s#1.170.0 exec-env/AWS_ECS_FARGATE",`,
+			rng.IntN(60), rng.IntN(60), src, hex(6), rng.IntN(256), rng.IntN(256), rng.IntN(256), rng.IntN(256), src)
+		fmt.Fprintf(&b, `"requestParameters":{"instancesSet":{"items":[{"instanceId":"i-%s"},{"instanceId":"i-%s"}]},"filterSet":{"items":[{"name":"tag:team","valueSet":{"items":[{"value":"payments-%d"}]}}]},"maxResults":%d,"nextToken":"%s"},"responseElements":null,`,
+			hex(17), hex(17), rng.IntN(30), rng.IntN(1000), hex(64))
+		fmt.Fprintf(&b, `"requestID":"%s","eventID":"%s","readOnly":true,"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"%s","eventCategory":"Management","tlsDetails":{"tlsVersion":"TLSv1.3","cipherSuite":"TLS_AES_128_GCM_SHA256","clientProvidedHostHeader":"%s.us-east-1.amazonaws.com"},"sessionCredentialFromConsole":"false","resources":[{"accountId":"%s","type":"AWS::EC2::Instance","ARN":"arn:aws:ec2:us-east-1:%s:instance/i-%s"}]}`,
+			uuid(), uuid(), Account, src, Account, Account, hex(17))
+	}
+	b.WriteString(`]}`)
+	return Object{
+		Queue:  "bench-cloudtrail",
+		Key:    "AWSLogs/" + Account + "/CloudTrail/us-east-1/2024/05/31/" + Account + fmt.Sprintf("_CloudTrail_us-east-1_20240531T1315Z_%08x.json.gz", id),
+		Body:   Gzip(b.String()),
+		Events: n,
+	}
 }

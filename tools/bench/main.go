@@ -1,0 +1,143 @@
+// Command bench measures the collector end to end through its binary and
+// writes a markdown report (see docs/performance.md).
+//
+// For each scenario it starts the AWS emulator (fauxqs) on 127.0.0.1,
+// uploads generated S3 objects, starts a discarding mutual-TLS receiver in
+// this process, and in the same run:
+//
+//   - runs a lean reference pipeline (this program re-executed with
+//     -reference) that does the minimum the job needs: receive from SQS,
+//     GetObject, klauspost gunzip, a one-pass split into records, Devo line
+//     framing, 64 KiB-buffered TLS writes, delete;
+//   - runs the collector binary with its default settings and the Devo
+//     output on the same objects (the notifications are sent again).
+//
+// Both run as child processes, so their CPU time (user + system, from the
+// kernel) excludes the emulator and the receiver. Reported: CPU-seconds per
+// million events, events/s, time to drain, peak RSS, and the ratios
+// reference/collector in CPU and in wall-clock rate.
+//
+//	go run ./tools/bench -collector bin/devo-aws-collector -objects 200
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+)
+
+func main() {
+	ref := flag.Bool("reference", false, "internal: run the lean reference pipeline")
+	var rc refConfig
+	flag.StringVar(&rc.Endpoint, "endpoint", "", "internal (-reference): emulator URL")
+	flag.StringVar(&rc.Queue, "queue", "", "internal (-reference): queue URL")
+	flag.StringVar(&rc.Addr, "addr", "", "internal (-reference): receiver host:port")
+	flag.StringVar(&rc.Format, "format", "cloudtrail", "internal (-reference): cloudtrail or vpcflow")
+	flag.StringVar(&rc.CA, "ca", "", "internal (-reference): CA file")
+	flag.StringVar(&rc.Cert, "cert", "", "internal (-reference): client certificate")
+	flag.StringVar(&rc.Key, "key", "", "internal (-reference): client key")
+	flag.IntVar(&rc.Objects, "n", 0, "internal (-reference): objects to process")
+	flag.IntVar(&rc.Workers, "workers", 10, "internal (-reference): workers")
+
+	bin := flag.String("collector", "bin/devo-aws-collector", "collector binary")
+	objects := flag.Int("objects", 200, "objects per scenario")
+	records := flag.Int("records", 1000, "CloudTrail records per object")
+	lines := flag.Int("lines", 20000, "VPC Flow lines per object")
+	scenarios := flag.String("scenarios", "cloudtrail,vpcflow", "comma-separated: cloudtrail, vpcflow")
+	gotest := flag.String("gotest", "", "a file of `go test -bench` output to include in the report")
+	outDir := flag.String("out", "bench/results", "directory for the markdown report")
+	flag.BoolVar(&keepDir, "keep", false, "keep each scenario's directory (config, collector.log) and print its path")
+	flag.BoolVar(&verbose, "v", false, "print progress every second")
+	timeout := flag.Duration("timeout", 15*time.Minute, "give up after this long")
+	flag.Parse()
+
+	if *ref {
+		if err := runReference(rc); err != nil {
+			fmt.Fprintf(os.Stderr, "reference: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	var results []result
+	for _, sc := range strings.Split(*scenarios, ",") {
+		sc = strings.TrimSpace(sc)
+		s := scenario{Name: sc, Objects: *objects}
+		switch sc {
+		case "cloudtrail":
+			s.PerObject = *records
+		case "vpcflow":
+			s.PerObject = *lines
+		default:
+			fatalf("unknown scenario %q", sc)
+		}
+		r, err := runScenario(ctx, *bin, s)
+		if err != nil {
+			fatalf("%s: %v", sc, err)
+		}
+		results = append(results, r)
+		fmt.Println(r.summary())
+	}
+	path, err := writeReport(*outDir, results, *gotest)
+	if err != nil {
+		fatalf("write report: %v", err)
+	}
+	fmt.Println("report:", path)
+}
+
+func fatalf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+	os.Exit(1)
+}
+
+// writeReport writes the results as a markdown table named after the date
+// and commit, and returns its path.
+func writeReport(dir string, rs []result, gotest string) (string, error) {
+	commit := "unknown"
+	if out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output(); err == nil {
+		commit = strings.TrimSpace(string(out))
+		if out, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(out) > 0 {
+			commit += "+dirty"
+		}
+	}
+	host, _ := os.Hostname()
+	now := time.Now().UTC()
+	var b strings.Builder
+	fmt.Fprintf(&b, "# End-to-end benchmark, %s\n\n", now.Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(&b, "Commit %s, %s, %d CPUs, %s/%s, %s. Made by `make bench` (tools/bench).\n\n", commit, host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
+	b.WriteString("| scenario | pipeline | objects | events | first event s | drain s | events/s | CPU s | CPU s / M events | peak RSS MB |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rs {
+		for _, p := range []run{r.Reference, r.Collector} {
+			fmt.Fprintf(&b, "| %s | %s | %d | %d | %.2f | %.2f | %.0f | %.2f | %.2f | %.0f |\n",
+				r.Scenario.Name, p.Name, r.Scenario.Objects, r.Events, p.First.Seconds(), p.Wall.Seconds(), p.rate(r.Events),
+				p.CPU.Seconds(), p.CPU.Seconds()/float64(r.Events)*1e6, float64(p.PeakRSS)/(1<<20))
+		}
+	}
+	b.WriteString("\n| scenario | reference CPU / collector CPU | collector rate / reference rate | object size (gzip) |\n|---|---|---|---|\n")
+	for _, r := range rs {
+		fmt.Fprintf(&b, "| %s | %.2f | %.2f | %.1f KB |\n", r.Scenario.Name, r.cpuRatio(), r.rateRatio(), float64(r.ObjectBytes)/1024)
+	}
+	b.WriteString("\nCPU is user + system time of the child process (the collector, or the reference), from the start of the process until every event reached the receiver and the queue was empty; the emulator and the receiver are not counted. The collector runs with its default settings (no `requests_per_second`, default SQS keys) and the `devo_platform` output; the reference is `tools/bench -reference`.\n")
+	if gotest != "" {
+		data, err := os.ReadFile(gotest)
+		if err != nil {
+			return "", err
+		}
+		b.WriteString("\n## go test -bench\n\n```\n")
+		b.Write(data)
+		b.WriteString("```\n")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, now.Format("2006-01-02T1504")+"-"+strings.TrimSuffix(commit, "+dirty")+".md")
+	return path, os.WriteFile(path, []byte(b.String()), 0o644)
+}
