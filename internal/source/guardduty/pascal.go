@@ -1,6 +1,7 @@
 package guardduty
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -93,11 +94,14 @@ func appendPascal(dst []byte, v reflect.Value) ([]byte, error) {
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
 		// encoding/json writes scalars exactly as JSON wants them (string
 		// escapes, 8 rather than 8.0, no NaN).
-		b, err := json.Marshal(v.Interface())
-		if err != nil {
+		// HTML escaping is off: "C&C" stays as GuardDuty wrote it.
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(v.Interface()); err != nil {
 			return dst, err
 		}
-		return append(dst, b...), nil
+		return append(dst, bytes.TrimSuffix(b.Bytes(), []byte("\n"))...), nil
 	}
 	return dst, fmt.Errorf("guardduty: cannot render a %s", v.Type())
 }
