@@ -107,6 +107,39 @@ func gdReceived(t *testing.T, rs *rsyslog.Server) (map[string][]gdEvent, int) {
 	return m, n
 }
 
+// gdCheckCalls checks one process's calls: ListFindings asks for updatedAt ≥
+// the cursor, sorted by updatedAt ascending, 50 per page; and the calls keep
+// to rps per second (a token bucket holding one second's worth).
+func gdCheckCalls(t *testing.T, calls []awstest.Call, rps float64) {
+	t.Helper()
+	lists := 0
+	for _, c := range calls {
+		if c.ErrCode != "" {
+			t.Errorf("%s answered %s", c.Op, c.ErrCode)
+		}
+		if in, ok := c.Input.(*awstest.ListFindingsRequest); ok {
+			lists++
+			fc := in.FindingCriteria
+			if fc == nil || fc.Criterion["updatedAt"].GreaterThanOrEqual == nil || in.SortCriteria == nil ||
+				in.SortCriteria.AttributeName != "updatedAt" || in.SortCriteria.OrderBy != "ASC" || in.MaxResults == nil || *in.MaxResults != 50 {
+				t.Errorf("ListFindings request %+v", in)
+			}
+		}
+	}
+	if lists == 0 {
+		t.Error("no ListFindings call")
+	}
+	for i := range calls {
+		for j := i + 1; j < len(calls); j++ {
+			span := calls[j].At.Sub(calls[i].At).Seconds()
+			if allowed := rps + rps*span + 0.5; float64(j-i+1) > allowed {
+				t.Fatalf("%d calls within %.2f s, more than %g per second allows", j-i+1, span, rps)
+			}
+		}
+	}
+	t.Logf("%d calls (%d ListFindings) in %.1f s", len(calls), lists, calls[len(calls)-1].At.Sub(calls[0].At).Seconds())
+}
+
 func gdCount(rs *rsyslog.Server) int { return len(dataMessages(rs.Messages())) }
 
 // stableFor waits until rsyslog's count has not changed for d (and is at
@@ -156,6 +189,7 @@ func TestGuardDutyFindingsThroughDevoIntoRsyslog(t *testing.T) {
 	}
 	p.wait(10 * time.Second)
 	t.Logf("killed after %d of %d findings", n, len(ids))
+	gdCheckCalls(t, g.Calls(), 2)
 
 	p = e.start(cfg)
 	eventually(t, 60*time.Second, "every finding in rsyslog", func() bool { return gdCount(rs) >= len(ids) })

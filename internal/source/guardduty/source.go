@@ -100,6 +100,8 @@ type Source struct {
 	// dets are the detectors seen, by ID; they keep their ledgers across
 	// cycles and Runs.
 	dets map[string]*detector
+	// unlisted is set while ListDetectors fails, so that it is said once.
+	unlisted bool
 }
 
 // detector is one detector's walk.
@@ -192,10 +194,15 @@ func (s *Source) Run(ctx context.Context, out pipeline.Emitter) error {
 func (s *Source) cycle(ctx context.Context, out pipeline.Emitter, c *stats.Cycle) {
 	ids, err := s.listDetectors(ctx, c)
 	if err != nil {
-		if ctx.Err() == nil {
-			s.log.Warn("detectors not listed, the cycle is skipped", "err", err)
+		if ctx.Err() == nil && !s.unlisted {
+			s.unlisted = true
+			s.log.Warn("detectors not listed, the region is skipped until they are", "err", err)
 		}
 		return
+	}
+	if s.unlisted {
+		s.unlisted = false
+		s.log.Info("detectors listed again")
 	}
 	if len(ids) == 0 && len(s.dets) == 0 {
 		s.log.Debug("no detector in the region")
