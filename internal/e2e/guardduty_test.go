@@ -296,3 +296,46 @@ func TestGuardDutyOutageDoesNotMoveCursor(t *testing.T) {
 		t.Errorf("%d events in rsyslog, want %d", total, len(ids))
 	}
 }
+
+// The worst moment for a kill -9: just after a page reached the receiver and
+// before it settled (ack_settle), so its cursor is not saved. After the
+// restart nothing is missed, and only that page can arrive twice.
+func TestGuardDutyKillBeforeSettleDuplicatesAtMostOnePage(t *testing.T) {
+	e := newEnv(t)
+	rs := rsyslog.Start(t, rsyslog.Options{Certs: e.cert})
+	g := awstest.NewGuardDuty(t)
+	base := time.Now().Add(-3 * time.Hour).Truncate(time.Millisecond)
+	ids := gdLoad(g, 230, base)
+	cfg := e.gdConfig(g, rs, 2, base.Add(-time.Minute).UTC().Format(time.RFC3339))
+	p := e.start(cfg)
+	// Wait for the count to move past the first page, then kill at once.
+	var before int
+	eventually(t, 60*time.Second, "a second page arriving", func() bool {
+		before = gdCount(rs)
+		return before > 50
+	})
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	p.wait(10 * time.Second)
+	atKill := gdCount(rs)
+
+	p = e.start(cfg)
+	eventually(t, 60*time.Second, "every finding in rsyslog", func() bool {
+		got, _ := gdReceived(t, rs)
+		return len(got) >= len(ids)
+	})
+	time.Sleep(2 * time.Second)
+	terminate(t, p)
+	got, total := gdReceived(t, rs)
+	for _, id := range ids {
+		if len(got[id]) == 0 {
+			t.Errorf("finding %s lost", id)
+		}
+	}
+	dups := total - len(got)
+	t.Logf("killed with %d findings at the receiver; %d events in all, %d duplicates", atKill, total, dups)
+	if dups > 50 {
+		t.Errorf("%d duplicates, more than the one unsettled page", dups)
+	}
+}
