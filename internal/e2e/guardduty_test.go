@@ -211,18 +211,21 @@ func TestGuardDutyFindingsThroughDevoIntoRsyslog(t *testing.T) {
 	}
 
 	// GuardDuty updates 10 findings of each detector (new count, new
-	// updatedAt, some sharing a millisecond). Older than the source's 30 s
-	// settle delay, so the next cycle reads them.
-	later := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	// updatedAt, some sharing a millisecond) while the collector runs.
+	// updatedAt is the time of the update, as in GuardDuty, so the source
+	// reads them once they are 30 s old (its settle delay).
+	later := time.Now().Truncate(time.Millisecond)
 	var updated []string
 	for _, det := range gdDetectors {
+		var fs []awstest.Finding
 		for i := 0; i < 10; i++ {
 			id := fmt.Sprintf("%s-%03d", det[:6], i*23)
 			updated = append(updated, id)
-			g.PutFindings(det, gdFinding(id, base, later.Add(time.Duration(i/3)*time.Millisecond), 9))
+			fs = append(fs, gdFinding(id, base, later.Add(time.Duration(i/3)*time.Millisecond), 9))
 		}
+		g.PutFindings(det, fs...)
 	}
-	eventually(t, 30*time.Second, "the 20 updates in rsyslog", func() bool { return gdCount(rs) >= len(ids)+20 })
+	eventually(t, 50*time.Second, "the 20 updates in rsyslog", func() bool { return gdCount(rs) >= len(ids)+20 })
 	time.Sleep(2 * time.Second)
 	terminate(t, p)
 	got, total = gdReceived(t, rs)

@@ -178,20 +178,24 @@ func TestFindingsOnceUpdatesAgainAcrossRestart(t *testing.T) {
 	}
 
 	// GuardDuty updates 10 findings of each detector (some at the same
-	// millisecond as each other).
-	later := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	// millisecond as each other), while the source runs. updatedAt is the
+	// time of the update, as in GuardDuty: a walk that listed before it
+	// stops short of it (settle delay), the next one reads it.
+	later := time.Now().Truncate(time.Millisecond)
 	var updated []string
 	for _, d := range dets {
+		var fs []awstest.Finding
 		for i := 0; i < 10; i++ {
 			id := fmt.Sprintf("%s-f%03d", d[:4], i*20)
 			updated = append(updated, id)
-			h.gd.PutFindings(d, awstest.Finding{
+			fs = append(fs, awstest.Finding{
 				ID: id, Type: "Recon:EC2/PortProbeUnprotectedPort", Severity: 5,
 				CreatedAt: base.Add(-time.Hour), UpdatedAt: later.Add(time.Duration(i/3) * time.Millisecond),
 				Resource: map[string]any{"resourceType": "Instance"},
 				Service:  map[string]any{"count": 7},
 			})
 		}
+		h.gd.PutFindings(d, fs...)
 	}
 	pipetest.WaitFor(t, 20*time.Second, "the 20 updates", func() bool { return rec.Total() >= 480 })
 	time.Sleep(200 * time.Millisecond)
