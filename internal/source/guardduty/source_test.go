@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -323,5 +325,79 @@ func TestLedgerOrder(t *testing.T) {
 	}
 	if fmt.Sprint(saved) != "[20]" {
 		t.Fatalf("saved %v after a failure, want [20]", saved)
+	}
+}
+
+// hookClient runs hook once, between a ListFindings and a GetFindings for
+// IDs that include on, when armed.
+type hookClient struct {
+	Client
+	mu   sync.Mutex
+	on   string
+	hook func()
+}
+
+func (c *hookClient) GetFindings(ctx context.Context, in *guardduty.GetFindingsInput, optFns ...func(*guardduty.Options)) (*guardduty.GetFindingsOutput, error) {
+	c.mu.Lock()
+	var h func()
+	if c.hook != nil && slices.Contains(in.FindingIds, c.on) {
+		h, c.hook = c.hook, nil
+	}
+	c.mu.Unlock()
+	if h != nil {
+		h()
+	}
+	return c.Client.GetFindings(ctx, in, optFns...)
+}
+
+// A finding updated after its page was listed and before it was read comes
+// back from GetFindings newer than listed. It must not move the walk's
+// cursor past findings the page did not list yet: 60 updates pending (more
+// than a page), the first of them updated again between ListFindings and
+// GetFindings; every update arrives, each once.
+func TestUpdateBetweenListAndGetIsNotSteppedOver(t *testing.T) {
+	h := newHarness(t)
+	svc := loadService(t)
+	base := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	const det = "aaaa1111"
+	for i := 0; i < 70; i++ {
+		h.gd.PutFindings(det, awstest.Finding{ID: fmt.Sprintf("f%02d", i), Type: "T", CreatedAt: base, UpdatedAt: base.Add(time.Duration(i) * time.Second), Service: map[string]any{"count": 1}})
+	}
+	src := h.source(svc)
+	hc := &hookClient{Client: src.o.Client}
+	src.o.Client = hc
+	rec := pipetest.NewRecorder()
+	stop := h.start(src, rec)
+	defer stop()
+	pipetest.WaitFor(t, 10*time.Second, "70 findings", func() bool { return rec.Total() >= 70 })
+
+	// 60 updates made a second ago become visible at once; the walk that
+	// lists the first 50 reads them back after f00 was updated again.
+	t1 := time.Now().Add(-time.Second).Truncate(time.Millisecond)
+	var fs []awstest.Finding
+	for i := 0; i < 60; i++ {
+		fs = append(fs, awstest.Finding{ID: fmt.Sprintf("f%02d", i), Type: "T", CreatedAt: base, UpdatedAt: t1.Add(time.Duration(i) * time.Millisecond), Service: map[string]any{"count": 2}})
+	}
+	hc.mu.Lock()
+	hc.on = "f00"
+	hc.hook = func() {
+		h.gd.PutFindings(det, awstest.Finding{ID: "f00", Type: "T", CreatedAt: base, UpdatedAt: time.Now().Add(5 * time.Millisecond), Service: map[string]any{"count": 3}})
+	}
+	hc.mu.Unlock()
+	h.gd.PutFindings(det, fs...)
+	pipetest.WaitFor(t, 10*time.Second, "the updates", func() bool { return rec.Total() >= 130 })
+	time.Sleep(300 * time.Millisecond)
+	got := counts(t, rec)
+	for i := 1; i < 60; i++ {
+		id := fmt.Sprintf("f%02d", i)
+		if len(got[id]) != 2 || got[id][1].Service.Count != 2 {
+			t.Errorf("%s: %+v, want the first version then the update", id, got[id])
+		}
+	}
+	if f := got["f00"]; len(f) != 2 || f[1].Service.Count != 3 {
+		t.Errorf("f00: %+v, want the first version then the last update", f)
+	}
+	if rec.Total() != 130 {
+		t.Errorf("%d events, want 130", rec.Total())
 	}
 }
