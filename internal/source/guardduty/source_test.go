@@ -401,3 +401,47 @@ func TestUpdateBetweenListAndGetIsNotSteppedOver(t *testing.T) {
 		t.Errorf("%d events, want 130", rec.Total())
 	}
 }
+
+// ListDetectors is paged: 55 detectors (two pages of at most 50) are all
+// read.
+func TestManyDetectorsPaged(t *testing.T) {
+	h := newHarness(t)
+	svc := loadService(t)
+	at := time.Now().Add(-time.Hour)
+	for i := 0; i < 55; i++ {
+		h.gd.PutFindings(fmt.Sprintf("det%02d", i), awstest.Finding{ID: fmt.Sprintf("f%02d", i), Type: "T", CreatedAt: at, UpdatedAt: at})
+	}
+	rec := pipetest.NewRecorder()
+	stop := h.start(h.source(svc), rec)
+	pipetest.WaitFor(t, 20*time.Second, "55 findings", func() bool { return rec.Total() >= 55 })
+	stop()
+	if got := counts(t, rec); len(got) != 55 {
+		t.Errorf("%d distinct findings, want 55", len(got))
+	}
+	if n := h.gd.Count("ListDetectors"); n < 2 {
+		t.Errorf("%d ListDetectors calls", n)
+	}
+}
+
+// A start_time older than GuardDuty's 90 days starts at the oldest
+// available instant, with one WARN per detector.
+func TestStartClampedToHistory(t *testing.T) {
+	h := newHarness(t)
+	svc := loadService(t)
+	svc.StartTime = "2020-01-01T00:00:00Z"
+	now := time.Now()
+	h.gd.PutFindings("aaaa1111",
+		awstest.Finding{ID: "old", Type: "T", CreatedAt: now.Add(-100 * 24 * time.Hour), UpdatedAt: now.Add(-100 * 24 * time.Hour)},
+		awstest.Finding{ID: "kept", Type: "T", CreatedAt: now.Add(-80 * 24 * time.Hour), UpdatedAt: now.Add(-80 * 24 * time.Hour)})
+	rec := pipetest.NewRecorder()
+	stop := h.start(h.source(svc), rec)
+	pipetest.WaitFor(t, 10*time.Second, "1 finding", func() bool { return rec.Total() >= 1 })
+	time.Sleep(200 * time.Millisecond)
+	stop()
+	if got := counts(t, rec); len(got) != 1 || len(got["kept"]) != 1 {
+		t.Errorf("delivered %v, want only the finding inside 90 days", rec.Payloads())
+	}
+	if n := strings.Count(h.log.String(), "start is older than GuardDuty keeps findings"); n != 1 {
+		t.Errorf("%d clamp WARNs, want 1", n)
+	}
+}
