@@ -42,6 +42,15 @@ type Dimension struct {
 type Sample struct {
 	Time  time.Time
 	Value float64
+	// Published is when CloudWatch makes the sample visible (by the fake's
+	// clock): AWS services often publish a period's data a minute or more
+	// after it ends. Zero means at Time.
+	Published time.Time
+}
+
+// visible reports whether s can be read at now.
+func (s Sample) visible(now time.Time) bool {
+	return s.Published.IsZero() || !s.Published.After(now)
 }
 
 // CloudWatch limits, as documented.
@@ -200,7 +209,7 @@ func (cw *CloudWatch) listMetrics(in *ListMetricsRequest) (any, *apiError) {
 	list := func() []MetricName {
 		var out []MetricName
 		for _, m := range cw.metrics {
-			active := slices.ContainsFunc(m.Samples, func(s Sample) bool { return !s.Time.Before(since) })
+			active := slices.ContainsFunc(m.Samples, func(s Sample) bool { return !s.Time.Before(since) && s.visible(cw.now()) })
 			if !active || (in.Namespace != "" && m.Namespace != in.Namespace) || (in.MetricName != "" && m.MetricName != in.MetricName) {
 				continue
 			}
@@ -265,7 +274,8 @@ func (b bucket) stat(name string) (float64, bool) {
 
 var statistics = []string{"SampleCount", "Average", "Sum", "Minimum", "Maximum"}
 
-// buckets aggregates the samples of the metric in [start, end) by period,
+// buckets aggregates the samples of the metric in [start, end) that are
+// published by now, by period,
 // periods aligned on the epoch, in ascending time. A missing metric has
 // no buckets.
 func (cw *CloudWatch) buckets(ns, name string, dims []Dimension, period int32, start, end time.Time) []bucket {
@@ -274,8 +284,9 @@ func (cw *CloudWatch) buckets(ns, name string, dims []Dimension, period int32, s
 		return nil
 	}
 	byStart := map[int64]*bucket{}
+	now := cw.now()
 	for _, s := range cw.metrics[i].Samples {
-		if s.Time.Before(start) || !s.Time.Before(end) {
+		if s.Time.Before(start) || !s.Time.Before(end) || !s.visible(now) {
 			continue
 		}
 		sec := s.Time.Unix()
