@@ -6,6 +6,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudtrail"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/source/cloudtrailapi"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/source/cwmetrics"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/source/s3sqs"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/source/sqsevents"
 )
@@ -30,6 +32,27 @@ func init() {
 	builders[config.S3Logs] = buildS3SQS
 	builders[config.Umbrella] = buildS3SQS
 	builders[config.CloudTrailAPI] = buildCloudTrailAPI
+	builders[config.Metrics] = buildMetrics
+}
+
+func buildMetrics(ctx context.Context, d Deps) (pipeline.Source, error) {
+	sess := d.Env.Session
+	return cwmetrics.New(cwmetrics.Options{
+		Service:   d.Service,
+		Region:    d.Region,
+		InputName: d.Input.Name,
+		Client: sess.CloudWatch(d.Region, func(o *cloudwatch.Options) {
+			if ep := d.Service.Endpoints[awsapi.APICloudWatch]; ep != "" {
+				o.BaseEndpoint = aws.String(ep)
+			}
+		}),
+		AccountID:   sess.AccountID,
+		Environment: d.Input.Environment,
+		Store:       d.Env.State,
+		Log:         d.Log,
+		Stats:       d.Stats,
+		Registry:    d.Registry,
+	})
 }
 
 func buildCloudTrailAPI(ctx context.Context, d Deps) (pipeline.Source, error) {
