@@ -329,7 +329,7 @@ func (st *stream) Windows(from, now time.Time) []pullengine.Window {
 // after each period boundary, when the next period becomes readable.
 func (st *stream) CycleOffset(start time.Time) time.Duration {
 	s := st.s
-	grid := s.floor(start.Add(-s.delay-alignSlack)).Add(s.delay + alignSlack)
+	grid := s.floor(start.Add(-s.delay - alignSlack)).Add(s.delay + alignSlack)
 	return grid.Sub(start)
 }
 
