@@ -234,7 +234,11 @@ func TestCloudWatchMetricsBackfillKillPauseRestart(t *testing.T) {
 	if !at.Equal(final) || len(order) < 3 {
 		t.Errorf("windows end at %v, want %v, in at least 3 cycles: %v", at, final, order)
 	}
-	t.Logf("windows: %v", order)
+	spans := make([]string, len(order))
+	for i, w := range order {
+		spans[i] = w.start.Format("15:04") + "–" + w.end.Format("15:04")
+	}
+	t.Logf("windows: %s, %d GetMetricData calls each", strings.Join(spans, ", "), perWindow[order[0]])
 
 	// ListMetrics: walked once per process (600 + 400 + 200 metrics = 4
 	// pages), though the first process ran two cycles.
