@@ -21,6 +21,17 @@ import (
 type CloudWatch struct {
 	fake
 	metrics []Metric
+	// pagePoints, when > 0, caps the datapoints of a GetMetricData page
+	// below AWS's 100,800, so that tests see NextToken paging.
+	pagePoints int
+}
+
+// LimitPagePoints makes GetMetricData pages hold at most n datapoints
+// (n <= 0: AWS's 100,800), as AWS may return fewer than asked for.
+func (cw *CloudWatch) LimitPagePoints(n int) {
+	cw.mu.Lock()
+	defer cw.mu.Unlock()
+	cw.pagePoints = n
 }
 
 // Metric is one metric with its raw samples. Statistics are computed from
@@ -347,6 +358,9 @@ func (cw *CloudWatch) getMetricData(in *GetMetricDataRequest) (any, *apiError) {
 		return nil, invalidValue("MaxDatapoints must be positive")
 	}
 	budget := min(orDefault(in.MaxDatapoints, metricDataMaxPoints), metricDataMaxPoints)
+	if cw.pagePoints > 0 {
+		budget = min(budget, cw.pagePoints)
+	}
 	seen := map[string]bool{}
 	for _, q := range qs {
 		switch {

@@ -388,3 +388,40 @@ func TestAppendNumber(t *testing.T) {
 		t.Errorf("Inf = %s", got)
 	}
 }
+
+// GetMetricData pages (NextToken) and throttling retried by the engine:
+// every datapoint still arrives once with all its statistics.
+func TestPagingAndThrottling(t *testing.T) {
+	T := time.Date(2024, 5, 31, 14, 49, 36, 0, time.UTC)
+	h := newHarness(t, T)
+	for i := range 120 {
+		h.cw.AddMetrics(metric("AWS/EC2", i, T.Truncate(time.Minute).Add(-30*time.Minute), T))
+	}
+	h.cw.LimitPagePoints(700)
+	h.cw.ThrottleEvery(4)
+	src := h.source(loadService(t, `        metric_namespaces: [AWS/EC2]
+        start_time: "2024-05-31T14:37:00Z"
+`))
+	s := h.run(src, time.Date(2024, 5, 31, 14, 47, 0, 0, time.UTC))
+	seen := map[string]int{}
+	for _, ev := range s.events(t) {
+		n := 0
+		fmt.Sscan(ev.Dimensions[0].Value, &n)
+		ts, _ := time.Parse(time.RFC3339, ev.Timestamp)
+		seen[ev.Dimensions[0].Value+"@"+ev.Timestamp]++
+		if ev.Statistics["Sum"] != wantSum(n, ts) || ev.Statistics["SampleCount"] != 3 || len(ev.Statistics) != 5 {
+			t.Fatalf("event %+v", ev)
+		}
+	}
+	// 120 metrics × 5 statistics = 600 queries: two calls, each over 10
+	// periods, in pages of 700 points.
+	pages := 0
+	for _, c := range h.cw.Calls() {
+		if in, ok := c.Input.(*awstest.GetMetricDataRequest); ok && in.NextToken != "" && c.ErrCode == "" {
+			pages++
+		}
+	}
+	if len(seen) != 1200 || len(s.events(t)) != 1200 || pages == 0 || h.cw.Throttled() == 0 {
+		t.Fatalf("%d events, %d distinct, want 1200; %d follow-up pages, %d throttled", len(s.events(t)), len(seen), pages, h.cw.Throttled())
+	}
+}
