@@ -95,6 +95,12 @@ func TestCloudWatchMetricsBackfillKillPauseRestart(t *testing.T) {
 	rs := rsyslog.Start(t, rsyslog.Options{Certs: e.cert})
 	cw := awstest.NewCloudWatch(t)
 
+	// Cycles start at each minute + 0.5 s (period boundary + the 2 min
+	// delay). Starting the first process just before one would run its
+	// first two cycles back to back; start clear of it.
+	if now := time.Now(); now.Second() >= 45 {
+		time.Sleep(now.Truncate(time.Minute).Add(time.Minute + time.Second).Sub(now))
+	}
 	now := time.Now().UTC()
 	base := now.Truncate(time.Minute).Add(-20 * time.Minute)
 	for _, ns := range cwNamespaces {
