@@ -425,3 +425,77 @@ func TestPagingAndThrottling(t *testing.T) {
 		t.Fatalf("%d events, %d distinct, want 1200; %d follow-up pages, %d throttled", len(s.events(t)), len(seen), pages, h.cw.Throttled())
 	}
 }
+
+// A stop in the middle of a window (its events partly delivered, as at a
+// kill) leaves the checkpoint before it; a new process reads that window
+// again, whole, and nothing after it twice: no gap, and duplicates only
+// from the window in flight.
+func TestStopMidWindowRereadsOnlyThatWindow(t *testing.T) {
+	T := time.Date(2024, 5, 31, 14, 49, 36, 0, time.UTC)
+	h := newHarness(t, T)
+	for i := range 100 {
+		h.cw.AddMetrics(metric("AWS/EC2", i, T.Truncate(time.Minute).Add(-30*time.Minute), T.Add(10*time.Minute)))
+	}
+	svc := loadService(t, `        metric_namespaces: [AWS/EC2]
+        start_time: "2024-05-31T14:37:00Z"
+`)
+	// The first process delivers 300 of the window's 1,000 events, then
+	// its output stalls and it is stopped.
+	src := h.source(svc)
+	q := pipeline.NewQueue(2000, 64<<20)
+	p := pipeline.New(slog.New(slog.DiscardHandler), pipeline.Options{}, []*pipeline.Output{{Name: "o", Queue: q}}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	first := map[string]int{}
+	got300 := make(chan struct{})
+	go func() {
+		n := 0
+		for n < 300 {
+			evs, err := q.Get(ctx, nil, 300-n)
+			if err != nil {
+				return
+			}
+			for _, ev := range evs {
+				var e event
+				_ = json.Unmarshal(ev.Payload, &e)
+				first[e.Dimensions[0].Value+"@"+e.Timestamp]++
+				q.Settle(ev, pipeline.Delivered)
+				n++
+			}
+		}
+		close(got300)
+	}()
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx, p) }()
+	select {
+	case <-got300:
+	case <-time.After(30 * time.Second):
+		t.Fatal("300 events never delivered")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	key := state.Key{Input: "aws", Service: "metrics-all", Region: "us-east-1", Sub: StreamName}
+	if cp, ok, _ := pullengine.LoadCheckpoint(h.store, key); ok {
+		t.Fatalf("checkpoint %v saved though the window was not delivered", cp.End)
+	}
+
+	// A new process, a minute later: the stalled window again, whole, and
+	// the next one.
+	h.set(T.Add(time.Minute))
+	s := h.run(h.source(svc), time.Date(2024, 5, 31, 14, 48, 0, 0, time.UTC))
+	second := map[string]int{}
+	for _, ev := range s.events(t) {
+		second[ev.Dimensions[0].Value+"@"+ev.Timestamp]++
+	}
+	dups := 0
+	for k, n := range second {
+		if n != 1 {
+			t.Errorf("%s delivered %d times by the second process", k, n)
+		}
+		dups += first[k]
+	}
+	if len(second) != 1100 || dups != 300 {
+		t.Errorf("second process: %d datapoints (want 1,100: [14:37, 14:48)), %d of them already delivered (want the 300 of the stalled window)", len(second), dups)
+	}
+}
