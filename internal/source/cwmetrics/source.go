@@ -111,9 +111,6 @@ type Options struct {
 	Registry *stats.Registry          // may be nil: API and stream counters then go nowhere
 	Now      func() time.Time         // [time.Now]
 	Tune     func(*pullengine.Config) // tests shorten backoffs with it
-	// Delay and Refresh override PublishDelay and ListRefresh when > 0
-	// (tests).
-	Delay, Refresh time.Duration
 }
 
 // Source is one metrics unit. It implements pipeline.Source.
@@ -150,7 +147,7 @@ func New(o Options) (*Source, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	s := &Source{o: o, svc: o.Service, log: o.Log, now: o.Now, period: o.Service.RequestPeriod, delay: o.Delay}
+	s := &Source{o: o, svc: o.Service, log: o.Log, now: o.Now, period: o.Service.RequestPeriod, delay: PublishDelay}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -159,9 +156,6 @@ func New(o Options) (*Source, error) {
 	}
 	if s.period < time.Second || s.period%time.Second != 0 {
 		return nil, fmt.Errorf("cwmetrics: period %v is not a whole number of seconds", s.period)
-	}
-	if s.delay <= 0 {
-		s.delay = PublishDelay
 	}
 	if len(s.svc.MetricNamespaces) == 0 || len(s.svc.MetricStatistics) == 0 {
 		return nil, errors.New("cwmetrics: no namespaces or no statistics")
@@ -217,10 +211,6 @@ func (s *Source) build(ctx context.Context) error {
 		dataCalls = r.API(s.o.InputName, s.svc.Name, s.o.Region, "CloudWatch", "GetMetricData")
 		streamCtrs = r.Stream(s.o.InputName, s.svc.Name, s.o.Region, StreamName)
 	}
-	refresh := s.o.Refresh
-	if refresh <= 0 {
-		refresh = ListRefresh
-	}
 	v := tag.Values{AccountID: acct, RegionID: s.o.Region, Environment: s.o.Environment, ServiceName: s.svc.Name}
 	tg := tag.NewCache(tag.MustCompile(s.svc.TagTemplate), v).Tag(s.svc.DefaultEventType)
 	quoted := make([]string, len(s.svc.MetricNamespaces))
@@ -228,7 +218,7 @@ func (s *Source) build(ctx context.Context) error {
 		quoted[i] = "'" + ns + "'"
 	}
 	st := &stream{
-		s: s, client: s.o.Client, tag: tg, refresh: refresh,
+		s: s, client: s.o.Client, tag: tg, refresh: ListRefresh,
 		nsRepr:    "[" + strings.Join(quoted, ", ") + "]",
 		listOpt:   apiOption(listCalls),
 		dataOpt:   apiOption(dataCalls),
