@@ -362,6 +362,15 @@ func (st *stream) metrics(ctx context.Context, p *pullengine.Pull, start time.Ti
 				return err
 			})
 			if err != nil {
+				if l := *slot; l != nil && ctx.Err() == nil {
+					// The previous listing is still right for every
+					// metric that existed then; losing the window for a
+					// failed refresh would be worse. Listed again after
+					// another interval.
+					st.s.log.Warn("metrics listing failed, reusing the previous one", "listed", l.at.UTC().Format(time.RFC3339), "metrics", len(l.metrics), "err", err)
+					l.at = now
+					return l.metrics, nil
+				}
 				return nil, err
 			}
 			all = append(all, out.Metrics...)

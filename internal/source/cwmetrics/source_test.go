@@ -117,10 +117,12 @@ type harness struct {
 		sync.Mutex
 		now time.Time
 	}
-	cw    *awstest.CloudWatch
-	store state.Store
-	log   syncbuf.Buffer
-	reg   *stats.Registry
+	cw *awstest.CloudWatch
+	// sdkAttempts, when set, is the SDK client's RetryMaxAttempts.
+	sdkAttempts int
+	store       state.Store
+	log         syncbuf.Buffer
+	reg         *stats.Registry
 }
 
 func newHarness(t *testing.T, now time.Time) *harness {
@@ -146,7 +148,8 @@ func (h *harness) source(svc *config.Service) *Source {
 	h.t.Helper()
 	client := cloudwatch.New(cloudwatch.Options{
 		Region: "us-east-1", BaseEndpoint: aws.String(h.cw.URL),
-		Credentials: credentials.NewStaticCredentialsProvider("AKIDTEST", "s", ""),
+		Credentials:      credentials.NewStaticCredentialsProvider("AKIDTEST", "s", ""),
+		RetryMaxAttempts: h.sdkAttempts,
 	})
 	src, err := New(Options{
 		Service: svc, Region: "us-east-1", InputName: "aws",
@@ -497,5 +500,31 @@ func TestStopMidWindowRereadsOnlyThatWindow(t *testing.T) {
 	}
 	if len(second) != 1100 || dups != 300 {
 		t.Errorf("second process: %d datapoints (want 1,100: [14:37, 14:48)), %d of them already delivered (want the 300 of the stalled window)", len(second), dups)
+	}
+}
+
+// A ListMetrics refresh that keeps failing reuses the previous listing,
+// with a WARN, rather than failing the window.
+func TestFailedRefreshReusesListing(t *testing.T) {
+	T := time.Date(2024, 5, 31, 14, 49, 36, 0, time.UTC)
+	h := newHarness(t, T)
+	h.sdkAttempts = 1
+	for i := range 50 {
+		h.cw.AddMetrics(metric("AWS/EC2", i, T.Truncate(time.Minute).Add(-30*time.Minute), T.Add(30*time.Minute)))
+	}
+	src := h.source(loadService(t, `        metric_namespaces: [AWS/EC2]
+        start_time: "2024-05-31T14:45:00Z"
+`))
+	h.run(src, time.Date(2024, 5, 31, 14, 47, 0, 0, time.UTC))
+	// Past the refresh interval, every ListMetrics attempt of the window
+	// (pullengine's six) is throttled.
+	h.set(T.Add(20 * time.Minute))
+	h.cw.ThrottleNext(pullengine.DefaultCallAttempts)
+	s := h.run(src, time.Date(2024, 5, 31, 15, 7, 0, 0, time.UTC))
+	if n := len(s.events(t)); n != 50*20 {
+		t.Errorf("%d events after the failed refresh, want %d", n, 50*20)
+	}
+	if h.cw.Throttled() != pullengine.DefaultCallAttempts || !strings.Contains(h.log.String(), "metrics listing failed, reusing the previous one") {
+		t.Errorf("%d throttled; log:\n%s", h.cw.Throttled(), h.log.String())
 	}
 }
