@@ -6,6 +6,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudtrail"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	gdsdk "github.com/aws/aws-sdk-go-v2/service/guardduty"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -14,6 +15,7 @@ import (
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/source/cloudtrailapi"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/source/cwmetrics"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/source/guardduty"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/source/s3sqs"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/source/sqsevents"
@@ -33,6 +35,7 @@ func init() {
 	builders[config.Umbrella] = buildS3SQS
 	builders[config.CloudTrailAPI] = buildCloudTrailAPI
 	builders[config.GuardDuty] = buildGuardDuty
+	builders[config.Metrics] = buildMetrics
 }
 
 func buildGuardDuty(ctx context.Context, d Deps) (pipeline.Source, error) {
@@ -43,6 +46,26 @@ func buildGuardDuty(ctx context.Context, d Deps) (pipeline.Source, error) {
 		InputName: d.Input.Name,
 		Client: sess.GuardDuty(d.Region, func(o *gdsdk.Options) {
 			if ep := d.Service.Endpoints[awsapi.APIGuardDuty]; ep != "" {
+				o.BaseEndpoint = aws.String(ep)
+			}
+		}),
+		AccountID:   sess.AccountID,
+		Environment: d.Input.Environment,
+		Store:       d.Env.State,
+		Log:         d.Log,
+		Stats:       d.Stats,
+		Registry:    d.Registry,
+	})
+}
+
+func buildMetrics(ctx context.Context, d Deps) (pipeline.Source, error) {
+	sess := d.Env.Session
+	return cwmetrics.New(cwmetrics.Options{
+		Service:   d.Service,
+		Region:    d.Region,
+		InputName: d.Input.Name,
+		Client: sess.CloudWatch(d.Region, func(o *cloudwatch.Options) {
+			if ep := d.Service.Endpoints[awsapi.APICloudWatch]; ep != "" {
 				o.BaseEndpoint = aws.String(ep)
 			}
 		}),
