@@ -141,6 +141,7 @@ func runCollector(cfg *config.Config, stdout, stderr io.Writer) int {
 		os.Exit(exitFailed)
 	}()
 
+	defer startPprof(stderr)()
 	if err := app.Run(stop, cfg, stdout, stderr); err != nil {
 		fmt.Fprintf(stderr, "devo-aws-collector: %v\n", err)
 		return exitFailed

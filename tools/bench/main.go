@@ -53,6 +53,7 @@ func main() {
 	gotest := flag.String("gotest", "", "a file of `go test -bench` output to include in the report")
 	outDir := flag.String("out", "bench/results", "directory for the markdown report")
 	flag.BoolVar(&keepDir, "keep", false, "keep each scenario's directory (config, collector.log) and print its path")
+	output := flag.String("output", "", `extra keys for the Devo output's config, e.g. "ack_settle: 100ms" (default: none)`)
 	flag.BoolVar(&verbose, "v", false, "print progress every second")
 	timeout := flag.Duration("timeout", 15*time.Minute, "give up after this long")
 	flag.Parse()
@@ -63,6 +64,11 @@ func main() {
 			os.Exit(1)
 		}
 		return
+	}
+	for kv := range strings.SplitSeq(*output, ",") {
+		if kv = strings.TrimSpace(kv); kv != "" {
+			outputExtra += "      " + kv + "\n"
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()

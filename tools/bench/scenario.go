@@ -34,6 +34,9 @@ const bucket = "bench-logs"
 // keepDir keeps the scenario's directory (config, collector.log, state).
 var keepDir, verbose bool
 
+// outputExtra is YAML added to the Devo output's config block (-output).
+var outputExtra string
+
 // scenario is one kind of S3 object, N of them.
 type scenario struct {
 	Name      string // cloudtrail or vpcflow
@@ -354,7 +357,7 @@ outputs:
       chain: %s
       cert: %s
       key: %s
-inputs:
+%sinputs:
   aws:
     id: "1"
     regions: [us-east-1]
@@ -363,7 +366,7 @@ inputs:
     services:
       %s
         sqs_queue_name: %s
-`, port, set.CA, set.ClientCert, set.ClientKey, endpoint, service, queue)
+`, port, set.CA, set.ClientCert, set.ClientKey, outputExtra, endpoint, service, queue)
 	if err := os.MkdirAll(filepath.Join(dir, "config"), 0o755); err != nil {
 		return "", err
 	}
