@@ -377,7 +377,11 @@ func (d *decoder) output(name string, v *value) *Output {
 		typ = tv.s
 	}
 	if !slices.Contains(outputTypes, typ) {
-		d.add(newError("P13", p+".type", "type", typ))
+		hint := "the output types are " + strings.Join(outputTypes, ", ")
+		if near, ok := closest(typ, outputTypes); ok {
+			hint = didYouMean(near)
+		}
+		d.add(newError("P13", p+".type", "type", typ).withHint(hint))
 		return nil
 	}
 	cfg, _ := v.get("config")
