@@ -209,6 +209,14 @@ func TestEnvironmentExpansion(t *testing.T) {
 	if got, _ := expandString("a$${B}c", os.LookupEnv); got != "a${B}c" {
 		t.Errorf("escape: %q", got)
 	}
+	t.Setenv("DAC_EMPTY", "")
+	for in, want := range map[string]string{
+		"${DAC_NOT_SET_ANYWHERE:-443}": "443", "${DAC_EMPTY:-x}": "x", "${DAC_PORT:-1}": "6514", "<${DAC_NOT_SET_ANYWHERE:-}>": "<>",
+	} {
+		if got, err := expandString(in, os.LookupEnv); err != nil || got != want {
+			t.Errorf("expandString(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
 
 	dir := t.TempDir()
 	path := filepath.Join(dir, "c.yaml")
