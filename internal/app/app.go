@@ -53,7 +53,7 @@ func Run(stop context.Context, cfg *config.Config, stdout, stderr io.Writer) err
 		if err := srv.Start(addr); err != nil {
 			return fmt.Errorf("metrics listener %s: %w", addr, err)
 		}
-		log.Info("metrics listening", "addr", srv.Addr().String())
+		// stats.Server logs "metrics listener started" with the address.
 		defer func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()

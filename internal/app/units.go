@@ -41,6 +41,7 @@ func buildUnits(ctx context.Context, cfg *config.Config, store state.Store, reg 
 		if err != nil {
 			return nil, err
 		}
+		go watchCredentials(ctx, "credentials/"+in.Name, env.Session, reg.Health(), credentialsPoll)
 		for _, svc := range in.Services {
 			build, ok := builders[svc.Kind]
 			if !ok {
