@@ -96,6 +96,9 @@ func Run(stop context.Context, cfg *config.Config, stdout, stderr io.Writer) err
 				reg.Health().Set(unit, stats.Running, "")
 			case "restarting":
 				reg.Health().Set(unit, stats.Degraded, err.Error())
+				if u := unitCounters(reg, unit); u != nil {
+					u.Restarts.Add(1)
+				}
 			case "stopped":
 				reg.Health().Remove(unit)
 			}

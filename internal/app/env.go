@@ -54,8 +54,10 @@ func credMode(m config.CredMode) awsapi.Mode {
 	return awsapi.DefaultChain
 }
 
-func newEnv(ctx context.Context, in *config.Input, store state.Store, log *slog.Logger) (*Env, error) {
-	sess, err := awsapi.NewSession(ctx, sessionOptions(in, log.With("input", in.Name)))
+func newEnv(ctx context.Context, in *config.Input, store state.Store, reg *stats.Registry, log *slog.Logger) (*Env, error) {
+	opts := sessionOptions(in, log.With("input", in.Name))
+	opts.OnAPICall = apiCallReporter(reg)
+	sess, err := awsapi.NewSession(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("input %s: AWS session: %w", in.Name, err)
 	}
