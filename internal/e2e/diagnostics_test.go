@@ -107,6 +107,11 @@ var diagnosticCases = []struct {
 		`load configuration: config BASE/config/config.yaml: yaml: line`}},
 	{"unset environment variable", goodOut + validInput + "      cisco-umbrella: {sqs_queue_name: \"${DAC_E2E_UNSET_QUEUE}\"}\n", 2, []string{
 		`inputs.aws.services.cisco-umbrella.sqs_queue_name: environment variable DAC_E2E_UNSET_QUEUE is not set`}},
+	{"misspelt output key", "outputs:\n  relay: {type: relay, config: {adress: relay.local, port: 13000, type: TCP}}\n" + validInput + "      aws-guardduty: {}\n", 2, []string{
+		`"outputs.relay.config.adress": unknown key — did you mean "address"?`,
+		`"outputs.relay.config.address" mandatory property is missing or empty`}},
+	{"console output with a hostname is clean", "outputs:\n  console: {type: console, config: {format: devo_line, hostname: demo-collector}}\n" + validInput + "      aws-guardduty: {}\n", 0, []string{
+		`configuration is valid`}},
 	{"unrelated unknown key only warns", goodOut + validInput + "      aws-guardduty: {collector_owner: secops}\n", 0, []string{
 		`warning: inputs.aws.services.aws-guardduty.collector_owner: unknown key, ignored`,
 		`configuration is valid`}},
@@ -138,6 +143,9 @@ func TestConfigDiagnosticsThroughBinary(t *testing.T) {
 			code, out := validate(t, path)
 			if code != tc.want {
 				t.Errorf("exit %d, want %d", code, tc.want)
+			}
+			if tc.want == 0 && !strings.Contains(strings.Join(tc.lines, "\n"), "warning:") && strings.Contains(out, "warning:") {
+				t.Errorf("unexpected warning")
 			}
 			for _, l := range tc.lines {
 				if want := tokens.Replace(l); !strings.Contains(out, want) {
