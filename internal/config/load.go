@@ -504,16 +504,19 @@ func (d *decoder) alias(m *value, path string, keys ...string) string {
 
 // devoNeeds says what a devo_platform output lacks to run with TLS.
 func devoNeeds(transport, chain, cert, key string) string {
-	var lacks []string
-	if transport != "SSL" {
-		lacks = append(lacks, "type: SSL")
-	}
+	var lacks, todo []string
 	for _, f := range [][2]string{{"chain", chain}, {"cert", cert}, {"key", key}} {
 		if f[1] == "" {
 			lacks = append(lacks, f[0])
 		}
 	}
-	return "a devo_platform output needs type SSL and the chain, cert and key files of your Devo domain; missing: " + strings.Join(lacks, ", ")
+	if transport != "SSL" {
+		todo = append(todo, "set type: SSL (or remove type)")
+	}
+	if len(lacks) > 0 {
+		todo = append(todo, "add "+strings.Join(lacks, ", "))
+	}
+	return "a devo_platform output needs TLS with the chain, cert and key files of your Devo domain: " + strings.Join(todo, "; ")
 }
 
 // describe renders a value for a message: a string quoted, else its type

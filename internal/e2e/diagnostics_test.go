@@ -58,9 +58,9 @@ var diagnosticCases = []struct {
 		`AwsServiceConfigurationError(0): Mandatory property "metric_namespaces" is missing (at inputs.aws.services.metrics-all.metric_namespaces)`,
 		`e.g. metric_namespaces: [AWS/EC2`}},
 	{"devo output over TCP", "outputs:\n  devo_eu: {type: devo_platform, config: {address: collector-eu.devo.io, port: 443, type: TCP, chain: CA_PEM, cert: CLIENT_CRT, key: CLIENT_KEY}}\n" + validInput + "      aws-guardduty: {}\n", 2, []string{
-		`OutputConfigurationError(4): Devo Sender is not allowed to run without SSL feature (at outputs.devo_eu.config)`, `missing: type: SSL`}},
+		`OutputConfigurationError(4): Devo Sender is not allowed to run without SSL feature (at outputs.devo_eu.config)`, `set type: SSL (or remove type)`}},
 	{"devo output without certificates", "outputs:\n  devo_eu: {type: devo_platform, config: {address: collector-eu.devo.io, port: 443}}\n" + validInput + "      aws-guardduty: {}\n", 2, []string{
-		`(at outputs.devo_eu.config)`, `missing: chain, cert, key`}},
+		`(at outputs.devo_eu.config)`, `add chain, cert, key`}},
 	{"certificate file missing", devoOut("chain.crt", "CLIENT_CRT", "CLIENT_KEY") + validInput + "      aws-guardduty: {}\n", 2, []string{
 		`OutputConfigurationError(3): File "BASE/certs/chain.crt" does not exist (at outputs.devo_eu.config.chain)`,
 		`relative paths are looked up in certs/`}},
