@@ -299,10 +299,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	r.mu.Lock()
+	calls := make(map[apiCallKey]int64, len(r.apiCalls))
 	for k, c := range r.apiCalls {
-		ch <- prometheus.MustNewConstMetric(apiCalls, prometheus.CounterValue, float64(c.Load()), k.api, k.operation, k.outcome)
+		calls[k] = c.Load()
 	}
 	r.mu.Unlock()
+	for k, n := range calls {
+		ch <- prometheus.MustNewConstMetric(apiCalls, prometheus.CounterValue, float64(n), k.api, k.operation, k.outcome)
+	}
 	rep := r.health.Report()
 	for name, comp := range rep.Components {
 		for _, s := range states {
