@@ -252,7 +252,7 @@ func validate(t *testing.T, path string) (int, string) {
 func runBin(t *testing.T, args ...string) (int, string) {
 	t.Helper()
 	cmd := exec.Command(collectorBin, args...)
-	cmd.Env = append(os.Environ(), "AWS_EC2_METADATA_DISABLED=true")
+	cmd.Env = append(quickExit(os.Environ()), "AWS_EC2_METADATA_DISABLED=true")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()

@@ -64,7 +64,18 @@ func exampleEnv(extra ...string) []string {
 		}
 		env = append(env, kv)
 	}
-	return append(env, extra...)
+	return append(quickExit(env), extra...)
+}
+
+// quickExit adds GORACE=atexit_sleep_ms=0 to env unless GORACE is set: the
+// race-enabled binary otherwise sleeps a second at every exit.
+func quickExit(env []string) []string {
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "GORACE=") {
+			return env
+		}
+	}
+	return append(env, "GORACE=atexit_sleep_ms=0")
 }
 
 // TestExamplesValidate: every file in examples/ validates through the

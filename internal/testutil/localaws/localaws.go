@@ -110,12 +110,15 @@ func (e *Env) Seed(ctx context.Context, service string) (map[string]int, error) 
 	}
 	switch service {
 	case "service-events-all":
-		for i := 0; i < 12; i++ {
+		// One event per sample source; one message group moves about one
+		// message a second, as in Devo's EventBridge setup.
+		n := len(samples.EventBridgeSources)
+		for i := 0; i < n; i++ {
 			if err := send(samples.EventBridge(i), "devo-collector"); err != nil {
 				return nil, err
 			}
 		}
-		want["cloud.aws.cloudwatch"] = 12
+		want["cloud.aws.cloudwatch"] = n
 	case "sqs-cloudwatch-consumer":
 		if err := send(samples.SecurityHub(3), "devo-collector"); err != nil {
 			return nil, err
