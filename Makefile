@@ -5,7 +5,7 @@ PKGS     := ./...
 # rsyslogd (the integration tests' TLS receiver) lives in /usr/sbin, often not on a user's PATH.
 export PATH := $(PATH):/usr/sbin:/sbin
 
-.PHONY: all build demo test vet staticcheck fmt-check deps bench fuzz clean
+.PHONY: all build demo emulator test vet staticcheck fmt-check deps bench fuzz clean
 
 all: build
 
@@ -15,6 +15,12 @@ build:
 ## demo: run the collector end to end against a local AWS emulator (no account needed).
 demo: build
 	$(GO) run ./tools/demo -collector $(BIN)
+
+## emulator: a local SQS+S3 emulator with the queues and bucket of examples/ and sample
+## events in them; prints the endpoint and queue names, runs until Ctrl-C.
+EMULATOR_PORT ?= 4566
+emulator: deps
+	$(GO) run ./tools/emulator -port $(EMULATOR_PORT)
 
 ## deps: what the integration tests need (Node 22 + fauxqs from npm, rsyslog from apt). Idempotent.
 deps:

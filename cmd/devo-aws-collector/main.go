@@ -22,11 +22,13 @@ import (
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
 )
 
-// Exit codes.
+// Exit codes (docs/errors.md, docs/operations.md): one rule for run and
+// validate alike.
 const (
 	exitOK     = 0
-	exitFailed = 1 // a runtime failure, or validate found problems
-	exitUsage  = 2
+	exitFailed = 1 // a runtime failure; validate --check could not reach AWS or an output
+	exitConfig = 2 // the configuration (or the command line) is invalid: nothing started
+	exitUsage  = exitConfig
 )
 
 func main() {
@@ -76,22 +78,27 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cfg, err := config.Load(path)
 	var problems config.Errors
 	if errors.As(err, &problems) {
+		// Errors first, then the warnings: a misspelt key can explain
+		// an error (an unknown key next to a missing mandatory one).
 		for _, p := range problems {
-			fmt.Fprintln(stderr, p.Error())
+			fmt.Fprintln(stderr, p.Detail())
 		}
-		fmt.Fprintf(stderr, "%s: %d configuration problem(s)\n", path, len(problems))
-		return exitFailed
+		printWarnings(stderr, cfg)
+		fmt.Fprintf(stderr, "%s: %d configuration problem(s)", path, len(problems))
+		if cfg != nil && len(cfg.Warnings) > 0 {
+			fmt.Fprintf(stderr, ", %d warning(s)", len(cfg.Warnings))
+		}
+		fmt.Fprintln(stderr)
+		return exitConfig
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "load configuration: %v\n", err)
-		return exitFailed
+		return exitConfig
 	}
 	if *debug {
 		cfg.Globals.Debug = true
 	}
-	for _, w := range cfg.Warnings {
-		fmt.Fprintf(stderr, "warning: %s\n", w)
-	}
+	printWarnings(stderr, cfg)
 
 	if cmd == "validate" {
 		fmt.Fprintf(stdout, "%s: configuration is valid\n", path)
@@ -107,6 +114,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	return runCollector(cfg, stdout, stderr)
+}
+
+// printWarnings prints the configuration's warnings, one per line.
+func printWarnings(w io.Writer, cfg *config.Config) {
+	if cfg == nil {
+		return
+	}
+	for _, warning := range cfg.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", warning)
+	}
 }
 
 // configPath applies Devo's rule: --config wins; else CONFIG_FILE names a

@@ -6,10 +6,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/certs"
 )
 
 // layout writes <base>/config/config.yaml with body and the fake
-// certificate files the example names under <base>/certs.
+// certificate files (generated, so validation parses them) the example
+// names under <base>/certs.
 func layout(t *testing.T, body string) string {
 	t.Helper()
 	base := t.TempDir()
@@ -18,8 +21,13 @@ func layout(t *testing.T, body string) string {
 			t.Fatal(err)
 		}
 	}
-	for _, f := range []string{"chain.crt", "acme_corp.crt", "acme_corp.key"} {
-		if err := os.WriteFile(filepath.Join(base, "certs", f), []byte("fake"), 0o600); err != nil {
+	set := certs.New(t)
+	for dst, src := range map[string]string{"chain.crt": set.CA, "acme_corp.crt": set.ClientCert, "acme_corp.key": set.ClientKey} {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(base, "certs", dst), data, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -69,8 +77,8 @@ inputs:
 `)
 	var stdout, stderr bytes.Buffer
 	code := run([]string{"validate", "--config", path}, &stdout, &stderr)
-	if code != exitFailed {
-		t.Fatalf("exit %d, want %d\n%s", code, exitFailed, stderr.String())
+	if code != exitConfig {
+		t.Fatalf("exit %d, want %d\n%s", code, exitConfig, stderr.String())
 	}
 	var problems []string
 	for _, l := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {

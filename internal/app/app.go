@@ -53,7 +53,7 @@ func Run(stop context.Context, cfg *config.Config, stdout, stderr io.Writer) err
 		if err := srv.Start(addr); err != nil {
 			return fmt.Errorf("metrics listener %s: %w", addr, err)
 		}
-		log.Info("metrics listening", "addr", srv.Addr().String())
+		// stats.Server logs "metrics listener started" with the address.
 		defer func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -96,6 +96,9 @@ func Run(stop context.Context, cfg *config.Config, stdout, stderr io.Writer) err
 				reg.Health().Set(unit, stats.Running, "")
 			case "restarting":
 				reg.Health().Set(unit, stats.Degraded, err.Error())
+				if u := unitCounters(reg, unit); u != nil {
+					u.Restarts.Add(1)
+				}
 			case "stopped":
 				reg.Health().Remove(unit)
 			}

@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -65,7 +64,7 @@ func Check(ctx context.Context, cfg *config.Config, w io.Writer) error {
 		}
 		s, err := devo.New(senderOptions(cfg, o, pipeline.NewQueue(1, 1), nil, log))
 		if err != nil {
-			fail(fmt.Errorf("output %s: %w", o.Name, err))
+			fail(err) // devo.New names the output itself
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -78,7 +77,17 @@ func Check(ctx context.Context, cfg *config.Config, w io.Writer) error {
 		fmt.Fprintf(w, "ok   output %s: connected to %s:%d\n", o.Name, o.Address, o.Port)
 	}
 	if len(failed) > 0 {
-		return fmt.Errorf("%d check(s) failed: %w", len(failed), errors.Join(failed...))
+		return &CheckFailed{Failed: failed}
 	}
 	return nil
 }
+
+// CheckFailed is Check's error: every check that failed, each already
+// printed on its own FAIL line.
+type CheckFailed struct{ Failed []error }
+
+// Error counts the failures; the FAIL lines carry the reasons.
+func (c *CheckFailed) Error() string { return fmt.Sprintf("%d check(s) failed", len(c.Failed)) }
+
+// Unwrap returns every failure, for errors.Is and errors.As.
+func (c *CheckFailed) Unwrap() []error { return c.Failed }

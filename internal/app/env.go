@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/awsapi"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/stats"
 )
 
 // Env is what the units of one input share: one AWS session (one identity,
@@ -52,10 +54,51 @@ func credMode(m config.CredMode) awsapi.Mode {
 	return awsapi.DefaultChain
 }
 
-func newEnv(ctx context.Context, in *config.Input, store state.Store, log *slog.Logger) (*Env, error) {
-	sess, err := awsapi.NewSession(ctx, sessionOptions(in, log.With("input", in.Name)))
+func newEnv(ctx context.Context, in *config.Input, store state.Store, reg *stats.Registry, log *slog.Logger) (*Env, error) {
+	opts := sessionOptions(in, log.With("input", in.Name))
+	opts.OnAPICall = apiCallReporter(reg)
+	sess, err := awsapi.NewSession(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("input %s: AWS session: %w", in.Name, err)
 	}
 	return &Env{Session: sess, State: store}, nil
+}
+
+// credentialsPoll is how often watchCredentials reads a session's health.
+const credentialsPoll = time.Second
+
+// credentialHealth is the part of *awsapi.Session watchCredentials reads.
+type credentialHealth interface {
+	Health() awsapi.Health
+	HealthError() error
+}
+
+// watchCredentials publishes the session's credential health as the
+// /healthz component name ("credentials/<input>") until ctx ends: running
+// while credentials are obtained, degraded while a retrieval or renewal
+// fails, with the reason (it names role ARNs, never a secret). It reads
+// every period; the session's own retries and backoff are unchanged.
+func watchCredentials(ctx context.Context, name string, sess credentialHealth, h *stats.Health, period time.Duration) {
+	publish := func() {
+		if sess.Health() == awsapi.Degraded {
+			reason := "credentials failing"
+			if err := sess.HealthError(); err != nil {
+				reason = err.Error()
+			}
+			h.Set(name, stats.Degraded, reason)
+			return
+		}
+		h.Set(name, stats.Running, "")
+	}
+	publish()
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			publish()
+		}
+	}
 }

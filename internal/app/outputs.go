@@ -71,6 +71,11 @@ func buildOutputs(cfg *config.Config, reg *stats.Registry, log *slog.Logger, std
 		}
 		m := reg.Output(o.Name, q.Depth)
 		q.CountInto(&m.Delivered, &m.Failed)
+		m.CapacityMessages.Store(int64(cfg.Globals.QueueMaxMessages))
+		m.CapacityBytes.Store(cfg.Globals.QueueMaxBytes)
+		if sp := out.spool; sp != nil {
+			m.SetSpool(func() (int64, int64) { return sp.Len(), sp.Bytes() })
+		}
 		outs = append(outs, out)
 	}
 	return outs, nil

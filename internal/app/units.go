@@ -33,6 +33,16 @@ func unitName(in *config.Input, svc *config.Service, region string) string {
 	return strings.Join([]string{in.Name, svc.Name, region}, "/")
 }
 
+// unitCounters returns the counters of the unit named by unitName, nil for
+// a name not of that form.
+func unitCounters(reg *stats.Registry, name string) *stats.Unit {
+	first, last := strings.Index(name, "/"), strings.LastIndex(name, "/")
+	if first < 0 || first == last {
+		return nil
+	}
+	return reg.Unit(name[:first], name[first+1:last], name[last+1:])
+}
+
 func buildUnits(ctx context.Context, cfg *config.Config, store state.Store, reg *stats.Registry, log *slog.Logger) ([]pipeline.Unit, error) {
 	var units []pipeline.Unit
 	for _, in := range cfg.Inputs {
@@ -40,10 +50,11 @@ func buildUnits(ctx context.Context, cfg *config.Config, store state.Store, reg 
 			log.Info("input disabled", "input", in.Name)
 			continue
 		}
-		env, err := newEnv(ctx, in, store, log)
+		env, err := newEnv(ctx, in, store, reg, log)
 		if err != nil {
 			return nil, err
 		}
+		go watchCredentials(ctx, "credentials/"+in.Name, env.Session, reg.Health(), credentialsPoll)
 		for _, svc := range in.Services {
 			build, ok := builders[svc.Kind]
 			if !ok {
@@ -52,6 +63,9 @@ func buildUnits(ctx context.Context, cfg *config.Config, store state.Store, reg 
 			for _, region := range svc.Regions {
 				ulog := log.With("input", in.Name, "service", svc.Name, "region", region)
 				counters := reg.Unit(in.Name, svc.Name, region)
+				if svc.Kind.SQS() {
+					go watchQueue(ctx, serviceSQS(env.Session, svc, region), svc.Name, region, svc.QueueName, counters, ulog, queuePoll)
+				}
 				src, err := build(ctx, Deps{
 					Input: in, Service: svc, Region: region,
 					Log: ulog, Stats: counters, Env: env, Registry: reg,

@@ -121,3 +121,17 @@ func (l *limits) apiOption(stack *middleware.Stack) error {
 	}
 	return stack.Finalize.Add(mw, middleware.Before)
 }
+
+const callCounterID = "devo.CallCounter"
+
+// callCounter reports each operation once, with its final outcome: it sits
+// first in the Initialize step, outside the retry loop.
+func callCounter(report func(service, operation string, err error)) func(*middleware.Stack) error {
+	return func(stack *middleware.Stack) error {
+		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc(callCounterID, func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+			out, md, err := next.HandleInitialize(ctx, in)
+			report(awsmiddleware.GetServiceID(ctx), awsmiddleware.GetOperationName(ctx), err)
+			return out, md, err
+		}), middleware.Before)
+	}
+}

@@ -11,7 +11,25 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/certs"
 )
+
+// writeCerts puts a generated CA (chain.crt, ca.pem) and client certificate
+// and key (acme_corp.crt, acme_corp.key) in dir: validation parses them.
+func writeCerts(t *testing.T, dir string) {
+	t.Helper()
+	set := certs.New(t)
+	for dst, src := range map[string]string{"chain.crt": set.CA, "ca.pem": set.CA, "acme_corp.crt": set.ClientCert, "acme_corp.key": set.ClientKey} {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, dst), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
 
 // setupExample lays out Devo's directory shape in a temp dir: config/ with
 // the file, certs/ with the (fake) certificates the example names.
@@ -23,11 +41,7 @@ func setupExample(t *testing.T, src string) string {
 			t.Fatal(err)
 		}
 	}
-	for _, f := range []string{"chain.crt", "acme_corp.crt", "acme_corp.key"} {
-		if err := os.WriteFile(filepath.Join(dir, "certs", f), []byte("fake"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeCerts(t, filepath.Join(dir, "certs"))
 	data, err := os.ReadFile(src)
 	if err != nil {
 		t.Fatal(err)
@@ -137,9 +151,6 @@ func TestHostedJSONForm(t *testing.T) {
 
 func TestAllOutputTypes(t *testing.T) {
 	path := setupExample(t, "testdata/outputs.yaml")
-	if err := os.WriteFile(filepath.Join(filepath.Dir(filepath.Dir(path)), "certs", "ca.pem"), nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
 	c, err := Load(path)
 	if err != nil {
 		t.Fatal(err)
@@ -197,6 +208,14 @@ func TestEnvironmentExpansion(t *testing.T) {
 	}
 	if got, _ := expandString("a$${B}c", os.LookupEnv); got != "a${B}c" {
 		t.Errorf("escape: %q", got)
+	}
+	t.Setenv("DAC_EMPTY", "")
+	for in, want := range map[string]string{
+		"${DAC_NOT_SET_ANYWHERE:-443}": "443", "${DAC_EMPTY:-x}": "x", "${DAC_PORT:-1}": "6514", "<${DAC_NOT_SET_ANYWHERE:-}>": "<>",
+	} {
+		if got, err := expandString(in, os.LookupEnv); err != nil || got != want {
+			t.Errorf("expandString(%q) = %q, %v; want %q", in, got, err, want)
+		}
 	}
 
 	dir := t.TempDir()

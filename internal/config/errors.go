@@ -28,6 +28,10 @@ type row struct {
 func init() {
 	catalogue["P19"] = row{"OutputConfigurationError", 105, `"outputs.{name}.config.{key}" has an unsupported value "{value}", allowed: {allowed}`, scopeUser}
 	catalogue["P20"] = row{"ConfigurationError", 120, `"{key_path}" must be {expected}`, scopeUser}
+	catalogue["P21"] = row{"ConfigurationError", 121, `"{key_path}": unknown key`, scopeUser}
+	catalogue["P22"] = row{"AwsServiceConfigurationError", 108, `"{service_config_key_path}": unknown service "{name}": it is not a predefined service and declares no "types"`, scopeUser}
+	catalogue["P23"] = row{"OutputConfigurationError", 106, `File "{path}" is not {what}: {reason}`, scopeUser}
+	catalogue["P24"] = row{"OutputConfigurationError", 107, `"outputs.{name}.config.key" does not belong to the certificate "outputs.{name}.config.cert": {reason}`, scopeUser}
 }
 
 // Error is one configuration problem: a catalogue row with its message
@@ -39,10 +43,35 @@ type Error struct {
 	ID   int
 	Path string // key path of the offending value, e.g. "inputs.aws.services.metrics-all.tag"
 	Msg  string // rendered message
+	// Hint is what to do about it when the catalogue message alone does
+	// not say: the expected type, or "did you mean …?". It may be empty.
+	Hint string
 }
 
-// Error returns "<Kind>(<ID>): <Msg>", the line the collector prints.
+// Error returns "<Kind>(<ID>): <Msg>", the product's catalogue line,
+// exactly as the product words it.
 func (e *Error) Error() string { return fmt.Sprintf("%s(%d): %s", e.Kind, e.ID, e.Msg) }
+
+// Detail is the line the collector prints: Error, then " (at <Path>)" when
+// the catalogue message does not name the key path itself, then " — <Hint>"
+// when there is one. Every problem so names what is wrong, where, and the
+// fix when one can be suggested.
+func (e *Error) Detail() string {
+	s := e.Error()
+	if e.Path != "" && !strings.Contains(e.Msg, `"`+e.Path+`"`) {
+		s += " (at " + e.Path + ")"
+	}
+	if e.Hint != "" {
+		s += " — " + e.Hint
+	}
+	return s
+}
+
+// withHint sets e.Hint and returns e.
+func (e *Error) withHint(h string) *Error {
+	e.Hint = h
+	return e
+}
 
 // Errors is every problem found in one pass. Use errors.As to get it from
 // the error Load returns.

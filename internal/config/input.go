@@ -82,7 +82,7 @@ func (d *decoder) input(v *value) *Input {
 			d.add(newError("P6", p+".requests_per_second", "input_config_key_path", p))
 		}
 	} else if slices.ContainsFunc(in.Services, func(s *Service) bool { return kindSpecs[s.Kind].needsRate }) {
-		d.add(newError("D1", p+".requests_per_second"))
+		d.add(newError("D1", p+".requests_per_second").withHint("add requests_per_second under inputs.aws, e.g. requests_per_second: 5 (a CloudWatch Logs service needs it)"))
 	}
 	return in
 }

@@ -79,12 +79,12 @@ var metricsPart = part{
 		switch {
 		case !ok || nv.kind == kList && len(nv.list) == 0:
 			if len(def.namespaces) == 0 {
-				b.fail("E12", "metric_namespaces")
+				b.fail("E12", "metric_namespaces").withHint("list the CloudWatch namespaces to read, e.g. metric_namespaces: [AWS/EC2, AWS/Lambda]")
 			}
 		default:
 			list, ok := stringList(nv, false)
 			if !ok {
-				b.fail("E13", "metric_namespaces")
+				b.fail("E13", "metric_namespaces").withHint("it must be a list of namespaces, e.g. [AWS/EC2, AWS/Lambda] (found " + describe(nv) + ")")
 			} else {
 				s.MetricNamespaces = list
 			}

@@ -207,8 +207,10 @@ func (b *block) get(key string) (*value, bool) {
 
 // fail reports catalogue row r at key, with the service's key path and the
 // extra placeholder/value pairs.
-func (b *block) fail(r, key string, args ...string) {
-	b.d.add(newError(r, b.path+"."+key, append([]string{"service_config_key_path", b.path}, args...)...))
+func (b *block) fail(r, key string, args ...string) *Error {
+	e := newError(r, b.path+"."+key, append([]string{"service_config_key_path", b.path}, args...)...)
+	b.d.add(e)
+	return e
 }
 
 // expect reports a value outside the catalogue's typed rows (P20).
@@ -239,6 +241,9 @@ func (d *decoder) service(name string, v *value, in *Input) *Service {
 	cands, isPredefined := predefined[name]
 	s.Custom = !isPredefined
 	if s.Custom {
+		if d.unknownService(name, v, p) {
+			return nil
+		}
 		cands = customs
 	}
 	s.Kind = cands[0].kind
@@ -286,6 +291,31 @@ func (d *decoder) service(name string, v *value, in *Input) *Service {
 	}
 	b.regionsAndEndpoints()
 	return s
+}
+
+// unknownService reports P22 for a key that is not predefined and is
+// unlikely to be meant as a custom service: it declares no types, and
+// either its name is near a predefined one or it has no log_group (so it
+// is no CloudWatch Logs service either). The spec's rule "a custom key
+// without types means [logs]" still holds for a block with a log_group.
+func (d *decoder) unknownService(name string, v *value, p string) bool {
+	if tv, ok := v.get("types"); ok && tv.kind != kNull {
+		return false
+	}
+	suggestion, near := closest(name, PredefinedServices())
+	if !near {
+		if _, hasGroup := v.get("log_group"); hasGroup || v.kind != kMap {
+			return false
+		}
+		suggestion, near = suggestService(name)
+	}
+	const custom = `a custom service declares "types: [logs]" with a log_group (CloudWatch Logs) or "types: [metrics]"`
+	hint := "the predefined services are " + strings.Join(PredefinedServices(), ", ") + "; " + custom
+	if near {
+		hint = didYouMean(suggestion) + " (" + custom + ")"
+	}
+	d.add(newError("P22", p, "service_config_key_path", p, "name", name).withHint(hint))
+	return true
 }
 
 // tag reads the tag override and sets the effective template.

@@ -123,7 +123,7 @@ func TestKindsGolden(t *testing.T) {
 		fmt.Fprintf(&b, "=== %s\n", tc.name)
 		c, errs := load(t, "config.yaml", tc.config)
 		for _, e := range errs {
-			fmt.Fprintf(&b, "error %s at %s: %s\n", e.Row, e.Path, e)
+			fmt.Fprintf(&b, "error %s at %s: %s\n", e.Row, e.Path, e.Detail())
 		}
 		for _, w := range c.Warnings {
 			fmt.Fprintf(&b, "warning %s\n", w)

@@ -80,15 +80,25 @@ func (d *decoder) expect(path, expected string) {
 	d.add(newError("P20", path, "key_path", path, "expected", expected))
 }
 
-// unknown warns about every key of m not in known.
+// unknown reports every key of m not in known. A key near a known one
+// (a likely misspelling, which would otherwise silently leave the known
+// key at its default) is error P21 naming the key it resembles; any other
+// unknown key is a warning, so keys meant for the reference collector
+// still load.
 func (d *decoder) unknown(m *value, path string, known ...string) {
 	if m == nil || m.kind != kMap {
 		return
 	}
 	for _, k := range m.keys {
-		if !slices.Contains(known, k) {
-			d.warn(joinPath(path, k), "unknown key, ignored")
+		if slices.Contains(known, k) {
+			continue
 		}
+		kp := joinPath(path, k)
+		if near, ok := closest(k, known); ok {
+			d.add(newError("P21", kp, "key_path", kp).withHint(didYouMean(near)))
+			continue
+		}
+		d.warn(kp, "unknown key, ignored")
 	}
 }
 
@@ -367,7 +377,11 @@ func (d *decoder) output(name string, v *value) *Output {
 		typ = tv.s
 	}
 	if !slices.Contains(outputTypes, typ) {
-		d.add(newError("P13", p+".type", "type", typ))
+		hint := "the output types are " + strings.Join(outputTypes, ", ")
+		if near, ok := closest(typ, outputTypes); ok {
+			hint = didYouMean(near)
+		}
+		d.add(newError("P13", p+".type", "type", typ).withHint(hint))
 		return nil
 	}
 	cfg, _ := v.get("config")
@@ -377,8 +391,11 @@ func (d *decoder) output(name string, v *value) *Output {
 		cfg = nil
 	}
 	if typ == OutputConsole || typ == OutputStdout {
-		d.unknown(cfg, cp, "destination", "format")
+		d.unknown(cfg, cp, "destination", "format", "hostname")
 		o := consoleOutput(name, typ)
+		// hostname is the HOST field of the Devo lines printed, as on a
+		// network output; empty means the machine's host name.
+		o.Hostname = d.str(cfg, "hostname", cp, "")
 		o.Destination = d.str(cfg, "destination", cp, "standard")
 		if !slices.Contains([]string{"standard", "console", "stdout"}, o.Destination) {
 			d.add(newError("P19", cp+".destination", "name", name, "key", "destination", "value", o.Destination, "allowed", quoteList([]string{"standard", "console", "stdout"})))
@@ -423,7 +440,7 @@ func (d *decoder) output(name string, v *value) *Output {
 	switch {
 	case typ == OutputDevo:
 		if o.Transport != "SSL" || chain == "" || cert == "" || key == "" {
-			d.add(newError("P16", cp))
+			d.add(newError("P16", cp).withHint(devoNeeds(o.Transport, chain, cert, key)))
 		}
 	case o.Transport == "":
 	case o.Transport == "SSL" && typ == OutputRelay:
@@ -483,4 +500,35 @@ func (d *decoder) alias(m *value, path string, keys ...string) string {
 		return ""
 	}
 	return d.str(m, found, path, "")
+}
+
+// devoNeeds says what a devo_platform output lacks to run with TLS.
+func devoNeeds(transport, chain, cert, key string) string {
+	var lacks, todo []string
+	for _, f := range [][2]string{{"chain", chain}, {"cert", cert}, {"key", key}} {
+		if f[1] == "" {
+			lacks = append(lacks, f[0])
+		}
+	}
+	if transport != "SSL" {
+		todo = append(todo, "set type: SSL (or remove type)")
+	}
+	if len(lacks) > 0 {
+		todo = append(todo, "add "+strings.Join(lacks, ", "))
+	}
+	return "a devo_platform output needs TLS with the chain, cert and key files of your Devo domain: " + strings.Join(todo, "; ")
+}
+
+// describe renders a value for a message: a string quoted, else its type
+// and text ("the integer 5", "a list").
+func describe(v *value) string {
+	switch v.kind {
+	case kString:
+		return fmt.Sprintf("%q", v.s)
+	case kMap, kList:
+		return "a " + v.kind.String()
+	case kNull:
+		return "nothing"
+	}
+	return "the " + v.kind.String() + " " + v.s
 }

@@ -77,7 +77,8 @@ func autoEventType(fixed, fixedValue bool) part {
 					valid = false
 				}
 				if !valid {
-					b.fail(b.rows.autoType, key, "enable_auto_event_type_config_key", key)
+					b.fail(b.rows.autoType, key, "enable_auto_event_type_config_key", key).
+						withHint("it must be a boolean: true or false (found " + describe(av) + ")")
 				} else {
 					s.AutoEventType = auto
 				}

@@ -2,12 +2,15 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/certs"
 )
 
 // load writes body to dir/config/config.<ext> and loads it. It fails the
@@ -128,7 +131,12 @@ var userRowCases = []struct {
 	{"P18", svc + "aws-guardduty.tag", withServices("{aws-guardduty: {tag: 'a.{bucket}.{event_type}'}}")},
 	{"P19", "outputs.o.config.type", withOutputs("{o: {type: relay, config: {address: h, port: 13000, type: UDP}}}")},
 	{"P20", "globals.queue_max_size_in_messages", "globals: {queue_max_size_in_messages: many}\n" + withServices("{aws-guardduty: {}}")},
+	{"P21", svc + "service-events-all.sqs_queue_nam", withServices("{service-events-all: {sqs_queue_name: q, sqs_queue_nam: r}}")},
+	{"P22", svc + "service-event-all", withServices("{service-event-all: {sqs_queue_name: q}}")},
 }
+
+// certificateRows need files on disk; TestCertificateRows covers them.
+var certificateRows = []string{"P23", "P24"}
 
 // equivalentRows carry the same message as A30/A31 in other sections. An
 // input block that is missing or not a mapping has no services yet, so no
@@ -159,7 +167,7 @@ func TestEveryUserRowIsCovered(t *testing.T) {
 	for _, tc := range userRowCases {
 		covered[tc.row] = true
 	}
-	for _, r := range equivalentRows {
+	for _, r := range append(equivalentRows, certificateRows...) {
 		covered[r] = true
 	}
 	for r, c := range catalogue {
@@ -268,5 +276,35 @@ func TestWriteAheadKey(t *testing.T) {
 	_, errs = load(t, "config.yaml", withOutputs("{r: {type: relay, config: {address: h, port: 13000, type: TCP, write_ahead: sometimes}}}"))
 	if len(errs) != 1 || errs[0].Path != "outputs.r.config.write_ahead" {
 		t.Fatalf("write_ahead: sometimes gave %v, want one error at outputs.r.config.write_ahead", errs)
+	}
+}
+
+// TestCertificateRows: plain validation parses the chain, certificate and
+// key (P23 for each file that is not what it should be, all in one run) and
+// checks that the key belongs to the certificate (P24).
+func TestCertificateRows(t *testing.T) {
+	set := certs.New(t)
+	junk := filepath.Join(t.TempDir(), "junk.pem")
+	if err := os.WriteFile(junk, []byte("not a certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := func(chain, cert, key string) string {
+		return withOutputs(fmt.Sprintf("{devo_eu: {type: devo_platform, config: {address: h, port: 443, chain: %q, cert: %q, key: %q}}}", chain, cert, key))
+	}
+	_, errs := load(t, "config.yaml", out(junk, junk, set.ClientCert))
+	if got := errs.Rows(); !slices.Equal(got, []string{"P23", "P23", "P23"}) {
+		t.Fatalf("junk files: rows %v, want three P23\n%v", got, errs)
+	}
+	for i, key := range []string{"cert", "chain", "key"} { // sorted by path
+		if want := "outputs.devo_eu.config." + key; errs[i].Path != want {
+			t.Errorf("problem %d at %s, want %s", i, errs[i].Path, want)
+		}
+	}
+	_, errs = load(t, "config.yaml", out(set.CA, set.ClientCert, set.RogueKey))
+	if got := errs.Rows(); !slices.Equal(got, []string{"P24"}) || errs[0].Path != "outputs.devo_eu.config.key" {
+		t.Fatalf("mismatched key: %v", errs)
+	}
+	if _, errs = load(t, "config.yaml", out(set.CA, set.ClientCert, set.ClientKey)); len(errs) != 0 {
+		t.Fatalf("good files: %v", errs)
 	}
 }

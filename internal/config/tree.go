@@ -299,7 +299,8 @@ func fromJSON(dec *json.Decoder, data []byte, depth int) (*value, error) {
 }
 
 // expandEnv replaces ${NAME} in every string value with the environment
-// variable NAME. A YAML plain scalar is typed again after expansion, so
+// variable NAME, and ${NAME:-default} with default when NAME is unset or
+// empty. A YAML plain scalar is typed again after expansion, so
 // "port: ${PORT}" gives an integer. "$${" writes a literal "${".
 func expandEnv(v *value, path string, lookup func(string) (string, bool)) error {
 	switch v.kind {
@@ -353,10 +354,16 @@ func expandString(s string, lookup func(string) (string, bool)) (string, error) 
 			return "", errors.New(`unterminated "${" reference`)
 		}
 		name := s[i+2 : i+j]
+		// ${NAME:-default}: the default when NAME is unset or empty, as
+		// in a POSIX shell, so one file serves AWS and a local emulator.
+		name, def, hasDef := strings.Cut(name, ":-")
 		if !validEnvName(name) {
 			return "", fmt.Errorf("invalid environment variable name %q", name)
 		}
 		val, ok := lookup(name)
+		if hasDef && (!ok || val == "") {
+			val, ok = def, true
+		}
 		if !ok {
 			return "", fmt.Errorf("environment variable %s is not set", name)
 		}

@@ -1,6 +1,9 @@
 package config
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/tag"
 )
@@ -25,14 +29,7 @@ func (c *Config) Validate() Errors {
 	errs := append(Errors(nil), c.problems...)
 	errs = append(errs, CheckDefinitions()...)
 	for _, o := range c.Outputs {
-		for _, f := range [][2]string{{"chain", o.Chain}, {"cert", o.Cert}, {"key", o.Key}} {
-			if f[1] == "" {
-				continue
-			}
-			if _, err := os.Stat(f[1]); err != nil && errors.Is(err, fs.ErrNotExist) {
-				errs = append(errs, newError("P15", "outputs."+o.Name+".config."+f[0], "path", f[1]))
-			}
-		}
+		errs = append(errs, c.checkTLSFiles(o)...)
 	}
 	for _, in := range c.Inputs {
 		for _, s := range in.Services {
@@ -46,6 +43,117 @@ func (c *Config) Validate() Errors {
 	}
 	sortErrors(errs)
 	return errs
+}
+
+// checkTLSFiles reports, for each of the output's chain, cert and key, a
+// file that does not exist (P15) or does not parse as what it should be
+// (P23), and a key that is not the certificate's (P24). Every file is
+// checked, so one run names every bad one. An expired certificate is a
+// warning: Devo refuses it, but the file itself is well formed.
+func (c *Config) checkTLSFiles(o *Output) Errors {
+	var errs Errors
+	p := "outputs." + o.Name + ".config."
+	read := func(key, path string) []byte {
+		if path == "" {
+			return nil
+		}
+		data, err := os.ReadFile(path)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			errs = append(errs, newError("P15", p+key, "path", path).withHint("relative paths are looked up in certs/ next to the config/ directory"))
+		case err != nil:
+			errs = append(errs, newError("P23", p+key, "path", path, "what", "readable", "reason", err.Error()))
+		default:
+			return data
+		}
+		return nil
+	}
+	bad := func(key, path, what, reason string) {
+		errs = append(errs, newError("P23", p+key, "path", path, "what", what, "reason", reason))
+	}
+	if data := read("chain", o.Chain); data != nil {
+		if certs, reason := pemCertificates(data); len(certs) == 0 {
+			bad("chain", o.Chain, "a PEM certificate chain", reason)
+		}
+	}
+	certPEM, keyPEM := read("cert", o.Cert), read("key", o.Key)
+	var leaf *x509.Certificate
+	if certPEM != nil {
+		certs, reason := pemCertificates(certPEM)
+		if len(certs) == 0 {
+			bad("cert", o.Cert, "a PEM certificate", reason)
+			certPEM = nil
+		} else {
+			leaf = certs[0]
+		}
+	}
+	if keyPEM != nil {
+		if reason := pemPrivateKey(keyPEM); reason != "" {
+			bad("key", o.Key, "a PEM private key", reason)
+			keyPEM = nil
+		}
+	}
+	if certPEM != nil && keyPEM != nil {
+		if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+			errs = append(errs, newError("P24", p+"key", "name", o.Name, "reason", err.Error()).
+				withHint("use the .crt and .key files downloaded together for your Devo domain"))
+		}
+	}
+	if leaf != nil && time.Now().After(leaf.NotAfter) {
+		c.Warnings = append(c.Warnings, fmt.Sprintf("%scert: the certificate %q expired on %s; Devo will refuse it", p, o.Cert, leaf.NotAfter.UTC().Format(time.DateOnly)))
+	}
+	return errs
+}
+
+// pemCertificates parses every CERTIFICATE block of data; reason says why
+// there is none.
+func pemCertificates(data []byte) ([]*x509.Certificate, string) {
+	var out []*x509.Certificate
+	reason := "no PEM block found (expected -----BEGIN CERTIFICATE-----)"
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			return out, reason
+		}
+		if b.Type != "CERTIFICATE" {
+			reason = fmt.Sprintf("found a %q PEM block, expected CERTIFICATE", b.Type)
+			continue
+		}
+		cert, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			reason = err.Error()
+			continue
+		}
+		out = append(out, cert)
+	}
+}
+
+// pemPrivateKey returns "" when data holds a PEM private key in a form
+// Go's TLS stack loads (PKCS#1, PKCS#8 or SEC 1), else the reason.
+func pemPrivateKey(data []byte) string {
+	reason := "no PEM block found (expected -----BEGIN PRIVATE KEY-----)"
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			return reason
+		}
+		if !strings.HasSuffix(b.Type, "PRIVATE KEY") {
+			reason = fmt.Sprintf("found a %q PEM block, expected a PRIVATE KEY", b.Type)
+			continue
+		}
+		if _, err := x509.ParsePKCS8PrivateKey(b.Bytes); err == nil {
+			return ""
+		}
+		if _, err := x509.ParsePKCS1PrivateKey(b.Bytes); err == nil {
+			return ""
+		}
+		if _, err := x509.ParseECPrivateKey(b.Bytes); err == nil {
+			return ""
+		}
+		reason = "the " + b.Type + " block does not parse (an encrypted key is not supported)"
+	}
 }
 
 // checkTagLength expands every template of s with the longest values known

@@ -32,6 +32,22 @@ type Unit struct {
 	Duplicated atomic.Int64 // records skipped as already sent
 	Delivered  atomic.Int64 // events every output acknowledged
 	Failed     atomic.Int64 // events some output could not deliver
+
+	// Restarts counts the unit's restarts after an error.
+	Restarts atomic.Int64
+	// The SQS queue's backlog as last measured (SetQueue); not exported
+	// until the first measure, so a unit without a queue has no gauge.
+	queueMeasured           atomic.Bool
+	queueVisible, queueHeld atomic.Int64
+}
+
+// SetQueue records the unit's SQS queue backlog: messages waiting
+// (visible, plus delayed) and messages received but not yet deleted (in
+// flight).
+func (u *Unit) SetQueue(visible, inFlight int64) {
+	u.queueVisible.Store(visible)
+	u.queueHeld.Store(inFlight)
+	u.queueMeasured.Store(true)
 }
 
 // Output counts the events of one output and reads its queue depth.
@@ -42,7 +58,21 @@ type Output struct {
 	Delivered atomic.Int64 // events written and settled
 	Failed    atomic.Int64 // events reported failed
 
+	// CapacityMessages and CapacityBytes are the queue's bounds, for the
+	// fill ratio; zero means not exported.
+	CapacityMessages, CapacityBytes atomic.Int64
+
 	depth atomic.Pointer[func() (msgs, bytes int64)]
+	spool atomic.Pointer[func() (events, bytes int64)]
+}
+
+// SetSpool gives the function read at scrape time for the spool gauges
+// (events and bytes kept on disk because the output could not send them).
+// An output without a spool has no spool gauges.
+func (o *Output) SetSpool(f func() (events, bytes int64)) {
+	if f != nil {
+		o.spool.Store(&f)
+	}
 }
 
 // Depth returns the output's queue depth, or zeros when no depth function
@@ -60,24 +90,50 @@ type unitKey struct{ input, service, region string }
 // the Go and process collectors, on its own prometheus.Registry; nothing is
 // registered globally, so several Registries (tests) never collide.
 type Registry struct {
-	mu      sync.Mutex
-	units   map[unitKey]*Unit
-	outputs map[string]*Output
-	health  *Health
-	prom    *prometheus.Registry
-	apis    map[apiKey]*API       // see api.go
-	streams map[streamKey]*Stream // see api.go
+	mu       sync.Mutex
+	units    map[unitKey]*Unit
+	outputs  map[string]*Output
+	apiCalls map[apiCallKey]*atomic.Int64
+	health   *Health
+	prom     *prometheus.Registry
+	apis     map[apiKey]*API       // see api.go
+	streams  map[streamKey]*Stream // see api.go
+}
+
+type apiCallKey struct{ api, operation, outcome string }
+
+// API call outcomes, the values of the outcome label.
+const (
+	CallOK        = "ok"
+	CallThrottled = "throttled" // AWS refused the call for its rate
+	CallError     = "error"
+)
+
+// APICall counts one AWS API operation (after the SDK's retries) of api
+// ("sqs", "s3", "sts", …) with its outcome (CallOK, CallThrottled,
+// CallError).
+func (r *Registry) APICall(api, operation, outcome string) {
+	k := apiCallKey{api, operation, outcome}
+	r.mu.Lock()
+	c, ok := r.apiCalls[k]
+	if !ok {
+		c = new(atomic.Int64)
+		r.apiCalls[k] = c
+	}
+	r.mu.Unlock()
+	c.Add(1)
 }
 
 // NewRegistry returns an empty Registry.
 func NewRegistry() *Registry {
 	r := &Registry{
-		units:   make(map[unitKey]*Unit),
-		outputs: make(map[string]*Output),
-		health:  NewHealth(),
-		prom:    prometheus.NewRegistry(),
-		apis:    make(map[apiKey]*API),
-		streams: make(map[streamKey]*Stream),
+		units:    make(map[unitKey]*Unit),
+		outputs:  make(map[string]*Output),
+		apiCalls: make(map[apiCallKey]*atomic.Int64),
+		health:   NewHealth(),
+		prom:     prometheus.NewRegistry(),
+		apis:     make(map[apiKey]*API),
+		streams:  make(map[streamKey]*Stream),
 	}
 	r.prom.MustRegister(
 		(*collector)(r),
@@ -181,6 +237,22 @@ var (
 		"1 for the component's current state, 0 for the others.", []string{"component", "state"}, nil)
 	healthOverall = prometheus.NewDesc(namespace+"_health_overall",
 		"1 for the collector's overall (worst) state, 0 for the others.", []string{"state"}, nil)
+	unitRestarts = prometheus.NewDesc(namespace+"_unit_restarts_total",
+		"Restarts of the unit after an error.", unitLabels, nil)
+	sqsVisible = prometheus.NewDesc(namespace+"_sqs_messages_visible",
+		"Messages waiting in the unit's SQS queue (visible and delayed), as last measured.", unitLabels, nil)
+	sqsInFlight = prometheus.NewDesc(namespace+"_sqs_messages_in_flight",
+		"Messages of the unit's SQS queue received and not yet deleted, as last measured.", unitLabels, nil)
+	queueCapMessages = prometheus.NewDesc(namespace+"_output_queue_capacity_messages",
+		"The bound of the output's queue, in events (globals.queue_max_size_in_messages).", outputLabels, nil)
+	queueCapBytes = prometheus.NewDesc(namespace+"_output_queue_capacity_bytes",
+		"The bound of the output's queue, in bytes (globals.queue_max_size_in_mb).", outputLabels, nil)
+	spoolEvents = prometheus.NewDesc(namespace+"_output_spool_events",
+		"Events kept in the output's on-disk spool, waiting to be sent.", outputLabels, nil)
+	spoolBytes = prometheus.NewDesc(namespace+"_output_spool_bytes",
+		"Payload bytes kept in the output's on-disk spool.", outputLabels, nil)
+	awsAPICalls = prometheus.NewDesc(namespace+"_aws_api_calls_total",
+		"AWS API operations by API, operation and outcome (ok, throttled, error), after the SDK's retries.", []string{"api", "operation", "outcome"}, nil)
 )
 
 func eventsDesc(what, help string) *prometheus.Desc {
@@ -194,7 +266,8 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, m := range unitCounters {
 		ch <- m.desc
 	}
-	for _, d := range []*prometheus.Desc{outputDelivered, outputFailed, queueMessages, queueBytes, healthState, healthOverall} {
+	for _, d := range []*prometheus.Desc{outputDelivered, outputFailed, queueMessages, queueBytes, healthState, healthOverall,
+		unitRestarts, sqsVisible, sqsInFlight, queueCapMessages, queueCapBytes, spoolEvents, spoolBytes, awsAPICalls} {
 		ch <- d
 	}
 }
@@ -206,6 +279,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		for _, m := range unitCounters {
 			ch <- prometheus.MustNewConstMetric(m.desc, prometheus.CounterValue, float64(m.get(u)), u.Input, u.Service, u.Region)
 		}
+		ch <- prometheus.MustNewConstMetric(unitRestarts, prometheus.CounterValue, float64(u.Restarts.Load()), u.Input, u.Service, u.Region)
+		if u.queueMeasured.Load() {
+			ch <- prometheus.MustNewConstMetric(sqsVisible, prometheus.GaugeValue, float64(u.queueVisible.Load()), u.Input, u.Service, u.Region)
+			ch <- prometheus.MustNewConstMetric(sqsInFlight, prometheus.GaugeValue, float64(u.queueHeld.Load()), u.Input, u.Service, u.Region)
+		}
 	}
 	for _, o := range outputs {
 		ch <- prometheus.MustNewConstMetric(outputDelivered, prometheus.CounterValue, float64(o.Delivered.Load()), o.Name)
@@ -213,6 +291,26 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		msgs, bytes := o.Depth()
 		ch <- prometheus.MustNewConstMetric(queueMessages, prometheus.GaugeValue, float64(msgs), o.Name)
 		ch <- prometheus.MustNewConstMetric(queueBytes, prometheus.GaugeValue, float64(bytes), o.Name)
+		if n := o.CapacityMessages.Load(); n > 0 {
+			ch <- prometheus.MustNewConstMetric(queueCapMessages, prometheus.GaugeValue, float64(n), o.Name)
+		}
+		if n := o.CapacityBytes.Load(); n > 0 {
+			ch <- prometheus.MustNewConstMetric(queueCapBytes, prometheus.GaugeValue, float64(n), o.Name)
+		}
+		if f := o.spool.Load(); f != nil {
+			events, bytes := (*f)()
+			ch <- prometheus.MustNewConstMetric(spoolEvents, prometheus.GaugeValue, float64(events), o.Name)
+			ch <- prometheus.MustNewConstMetric(spoolBytes, prometheus.GaugeValue, float64(bytes), o.Name)
+		}
+	}
+	r.mu.Lock()
+	calls := make(map[apiCallKey]int64, len(r.apiCalls))
+	for k, c := range r.apiCalls {
+		calls[k] = c.Load()
+	}
+	r.mu.Unlock()
+	for k, n := range calls {
+		ch <- prometheus.MustNewConstMetric(awsAPICalls, prometheus.CounterValue, float64(n), k.api, k.operation, k.outcome)
 	}
 	rep := r.health.Report()
 	for name, comp := range rep.Components {

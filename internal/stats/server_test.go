@@ -273,3 +273,55 @@ func TestMetricsScrapeAPICounters(t *testing.T) {
 		t.Errorf("ListMetrics carries no metric queries, yet has the counter")
 	}
 }
+
+// The metrics added for the dashboard: unit restarts from the first
+// scrape, SQS backlog gauges once measured, spool and capacity gauges of a
+// network output, AWS API calls by outcome.
+func TestDashboardMetrics(t *testing.T) {
+	reg := NewRegistry()
+	u := reg.Unit("aws", "cisco-umbrella", "eu-west-1")
+	reg.Unit("aws", "ec2", "eu-west-1")
+	u.Restarts.Add(2)
+	u.SetQueue(7, 3)
+	o := reg.Output("devo", nil)
+	o.CapacityMessages.Store(10000)
+	o.SetSpool(func() (int64, int64) { return 4, 400 })
+	reg.APICall("sqs", "ReceiveMessage", CallOK)
+	reg.APICall("sqs", "ReceiveMessage", CallOK)
+	reg.APICall("s3", "GetObject", CallThrottled)
+	fams, err := reg.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range fams {
+		for _, m := range f.Metric {
+			key := f.GetName()
+			for _, l := range m.Label {
+				key += " " + l.GetName() + "=" + l.GetValue()
+			}
+			got[key] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+	}
+	for key, want := range map[string]float64{
+		"devo_collector_unit_restarts_total input=aws region=eu-west-1 service=cisco-umbrella":    2,
+		"devo_collector_unit_restarts_total input=aws region=eu-west-1 service=ec2":               0,
+		"devo_collector_sqs_messages_visible input=aws region=eu-west-1 service=cisco-umbrella":   7,
+		"devo_collector_sqs_messages_in_flight input=aws region=eu-west-1 service=cisco-umbrella": 3,
+		"devo_collector_output_queue_capacity_messages output=devo":                               10000,
+		"devo_collector_output_spool_events output=devo":                                          4,
+		"devo_collector_output_spool_bytes output=devo":                                           400,
+		"devo_collector_aws_api_calls_total api=sqs operation=ReceiveMessage outcome=ok":          2,
+		"devo_collector_aws_api_calls_total api=s3 operation=GetObject outcome=throttled":         1,
+	} {
+		if v, ok := got[key]; !ok || v != want {
+			t.Errorf("%s = %v (present %v), want %v", key, v, ok, want)
+		}
+	}
+	if _, ok := got["devo_collector_sqs_messages_visible input=aws region=eu-west-1 service=ec2"]; ok {
+		t.Error("a unit without a measured queue has a backlog gauge")
+	}
+	if _, ok := got["devo_collector_output_queue_capacity_bytes output=devo"]; ok {
+		t.Error("a zero capacity is exported")
+	}
+}
