@@ -73,13 +73,15 @@ func TestEverySQSServiceKindHasASource(t *testing.T) {
 	}
 }
 
-// audits_api runs on the pull engine; the other API kinds are still
+// audits_api and custom logs run on the pull engine; the other API kinds are still
 // refused at start.
 func TestAPIServiceKinds(t *testing.T) {
-	if builders[config.CloudTrailAPI] == nil {
-		t.Errorf("no builder for %s", config.CloudTrailAPI)
+	for _, k := range []config.ServiceKind{config.CloudTrailAPI, config.Logs} {
+		if builders[k] == nil {
+			t.Errorf("no builder for %s", k)
+		}
 	}
-	for _, k := range []config.ServiceKind{config.Metrics, config.Logs, config.GuardDuty} {
+	for _, k := range []config.ServiceKind{config.Metrics, config.GuardDuty} {
 		if builders[k] != nil {
 			t.Errorf("%s has a builder: the README says it is not built yet", k)
 		}

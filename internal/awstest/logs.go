@@ -36,7 +36,10 @@ type LogEvent struct {
 	Stream        string
 	Timestamp     time.Time
 	Message       string
-	IngestionTime time.Time // zero: Timestamp plus one second
+	// IngestionTime is when AWS ingests the event; FilterLogEvents does not
+	// return it before then (by the fake's clock, SetClock). Zero:
+	// Timestamp plus one second. A later value makes a late event.
+	IngestionTime time.Time
 	EventID       string    // empty: generated
 }
 
@@ -365,9 +368,12 @@ func (l *Logs) filterLogEvents(in *FilterLogEventsRequest) (any, *apiError) {
 	key.NextToken = ""
 	list := func() []LogEvent {
 		var out []LogEvent
+		now := l.now()
 		for _, ev := range g.events {
 			ms := epochMillis(ev.Timestamp)
 			switch {
+			case ev.IngestionTime.After(now): // not ingested yet: invisible, as in AWS
+				continue
 			case in.StartTime != nil && ms < *in.StartTime,
 				in.EndTime != nil && ms > *in.EndTime,
 				len(in.LogStreamNames) > 0 && !slices.Contains(in.LogStreamNames, ev.Stream),
