@@ -126,6 +126,8 @@ type Source struct {
 	tags     *tag.Cache
 	groups   map[string]*group // by name
 	groupsMu sync.Mutex
+	// describePage is the page size of the Describe calls; tests shrink it.
+	describePage int32
 }
 
 // New checks o and returns a Source.
@@ -149,7 +151,7 @@ func New(o Options) (*Source, error) {
 	if o.Service.LogGroup == "" {
 		return nil, errors.New("cwlogs: empty log_group")
 	}
-	s := &Source{o: o, svc: o.Service, log: o.Log, now: o.Now, groups: map[string]*group{},
+	s := &Source{o: o, svc: o.Service, log: o.Log, now: o.Now, groups: map[string]*group{}, describePage: describeLimit,
 		overlap: DefaultOverlap, safety: DefaultSafety, groupRefresh: DefaultGroupRefresh}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -307,7 +309,7 @@ func (s *Source) listGroups(ctx context.Context) ([]string, error) {
 	if !s.discovers() {
 		return []string{s.svc.LogGroup}, nil
 	}
-	in := &cloudwatchlogs.DescribeLogGroupsInput{Limit: aws.Int32(describeLimit)}
+	in := &cloudwatchlogs.DescribeLogGroupsInput{Limit: aws.Int32(s.describePage)}
 	if lg := s.svc.LogGroup; lg != "/" {
 		in.LogGroupNamePrefix = aws.String(strings.TrimSuffix(lg, "*"))
 	}
@@ -462,7 +464,7 @@ func (g *group) activeStreams(ctx context.Context, p *pullengine.Pull) ([][]stri
 		LogGroupName: aws.String(g.name),
 		OrderBy:      cwltypes.OrderByLastEventTime,
 		Descending:   aws.Bool(true),
-		Limit:        aws.Int32(describeLimit),
+		Limit:        aws.Int32(g.s.describePage),
 	}
 	var names []string
 	startMs := g.start.UnixMilli()

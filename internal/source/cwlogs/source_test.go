@@ -101,7 +101,7 @@ func (s *sink) ids(t *testing.T) map[string]int {
 		if err := json.Unmarshal(ev.Payload, &p); err != nil || p.Pulling == "" || p.LogGroupName == "" || p.EventID == "" {
 			t.Fatalf("payload %q: %v", ev.Payload, err)
 		}
-		if ev.Tag != "cloud.aws.cloudwatch.logs.123456789012.us-east-1.1" {
+		if !strings.HasPrefix(ev.Tag, "cloud.aws.cloudwatch.logs.") || !strings.HasSuffix(ev.Tag, ".us-east-1.1") {
 			t.Fatalf("tag %q", ev.Tag)
 		}
 		out[p.EventID]++
@@ -110,10 +110,12 @@ func (s *sink) ids(t *testing.T) map[string]int {
 }
 
 type harness struct {
-	t     *testing.T
-	logs  *awstest.Logs
-	store state.Store
-	log   syncbuf.Buffer
+	t       *testing.T
+	account string
+	period  time.Duration // the cycle; zero: 300 ms
+	logs    *awstest.Logs
+	store   state.Store
+	log     syncbuf.Buffer
 }
 
 func (h *harness) source(svc *config.Service, rps float64) *Source {
@@ -126,8 +128,9 @@ func (h *harness) source(svc *config.Service, rps float64) *Source {
 				Credentials: credentials.NewStaticCredentialsProvider("AKIDTEST", "s", ""),
 			}, opt)
 		},
-		// A fresh account per test: the limiter is shared process-wide.
-		AccountID:         func(context.Context) (string, error) { return "123456789012", nil },
+		// The limiter is shared process-wide per account: each test has
+		// its own account.
+		AccountID:         func(context.Context) (string, error) { return h.account, nil },
 		Store:             h.store,
 		RequestsPerSecond: rps,
 		Overlap:           4 * time.Second,
@@ -137,6 +140,9 @@ func (h *harness) source(svc *config.Service, rps float64) *Source {
 		Registry:          stats.NewRegistry(),
 		Tune: func(c *pullengine.Config) {
 			c.Period = 300 * time.Millisecond
+			if h.period > 0 {
+				c.Period = h.period
+			}
 			c.RetryBase, c.RetryMax = time.Millisecond, 10*time.Millisecond
 		},
 	})
@@ -183,7 +189,7 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 func TestLateEventsOnceOptimizedFirstRunAndRestart(t *testing.T) {
 	now := time.Now().UTC()
 	start := now.Add(-3 * time.Hour).Truncate(time.Second)
-	h := &harness{t: t, logs: awstest.NewLogs(t), store: state.NewMemory()}
+	h := &harness{t: t, account: "123456789012", logs: awstest.NewLogs(t), store: state.NewMemory()}
 	h.logs.LimitRate(20, time.Second)
 	h.logs.SetEmptyPages(1)
 	svc := loadService(t, fmt.Sprintf("        log_group: /\n        start_time: %q\n        use_first_optimized_retrieval: true\n", start.Format(time.RFC3339)))
@@ -287,7 +293,7 @@ func TestLateEventsOnceOptimizedFirstRunAndRestart(t *testing.T) {
 	}
 	before := len(h.logs.Calls())
 	add("/app", "busy-1", time.Now().Truncate(time.Millisecond), time.Time{}, true)
-	h2 := &harness{t: t, logs: h.logs, store: h.store}
+	h2 := &harness{t: t, account: h.account, logs: h.logs, store: h.store}
 	s2, stop2 := h2.start(h2.source(svc, 20))
 	waitFor(t, 10*time.Second, "the event written before the restart", func() bool { return len(s2.ids(t)) >= 1 })
 	stop2()
@@ -341,4 +347,47 @@ func TestQuota(t *testing.T) {
 			t.Errorf("Quota(%g) = %d per %v, want %d per %v", c.rps, n, per, c.n, c.per)
 		}
 	}
+}
+
+// Two services of one account and region, over 12 groups (DescribeLogGroups
+// in pages of 5) between them, share one limiter: together they
+// never send more than requests_per_second requests in a second.
+func TestServicesShareTheLimiter(t *testing.T) {
+	l := awstest.NewLogs(t)
+	l.LimitRate(5, time.Second)
+	for i := range 12 {
+		g := fmt.Sprintf("/a/%02d", i)
+		if i%2 == 1 {
+			g = fmt.Sprintf("/b/%02d", i)
+		}
+		l.AddEvents(g, awstest.LogEvent{Stream: "s", Timestamp: time.Now().Add(-time.Minute), Message: g})
+	}
+	start := time.Now().UTC().Add(-time.Hour).Format(time.RFC3339)
+	var sinks []*sink
+	var stops []func()
+	for _, lg := range []string{"/", "/b/*"} {
+		// One cycle each in the test's time.
+		h := &harness{t: t, account: "210987654321", logs: l, store: state.NewMemory(), period: time.Minute}
+		svc := loadService(t, fmt.Sprintf("        log_group: %q\n        start_time: %q\n", lg, start))
+		src := h.source(svc, 5)
+		src.describePage = 5
+		s, stop := h.start(src)
+		sinks, stops = append(sinks, s), append(stops, stop)
+	}
+	waitFor(t, 60*time.Second, "every group read by both services", func() bool {
+		return len(sinks[0].ids(t)) == 12 && len(sinks[1].ids(t)) == 6
+	})
+	for _, stop := range stops {
+		stop()
+	}
+	pages := 0
+	for _, c := range l.Calls() {
+		if in, ok := c.Input.(*awstest.DescribeLogGroupsRequest); ok && in.NextToken != "" {
+			pages++
+		}
+	}
+	if pages == 0 {
+		t.Errorf("DescribeLogGroups never asked for a second page")
+	}
+	checkRate(t, l, 5)
 }
