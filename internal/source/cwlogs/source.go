@@ -438,6 +438,11 @@ func (g *group) Pull(ctx context.Context, p *pullengine.Pull) error {
 	if from.Before(g.start) {
 		from = g.start
 	}
+	if from.After(p.Window.End) {
+		// start_time is still in the future: nothing to read yet (AWS
+		// refuses a startTime after the endTime).
+		return nil
+	}
 	if g.firstRun && !p.Window.End.After(g.optimizedUntil) {
 		if !g.listed {
 			sel, err := g.activeStreams(ctx, p)

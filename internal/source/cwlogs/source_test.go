@@ -391,3 +391,25 @@ func TestServicesShareTheLimiter(t *testing.T) {
 	}
 	checkRate(t, l, 5)
 }
+
+// A start_time in the future: nothing is asked for before it, and the
+// group does not fail (AWS refuses a startTime after the endTime).
+func TestFutureStartTime(t *testing.T) {
+	h := &harness{t: t, account: "333333333333", logs: awstest.NewLogs(t), store: state.NewMemory()}
+	h.logs.AddEvents("/g", awstest.LogEvent{Stream: "s", Timestamp: time.Now().Add(-time.Minute), Message: "old"})
+	svc := loadService(t, fmt.Sprintf("        log_group: /g\n        start_time: %q\n", time.Now().UTC().Add(time.Hour).Format(time.RFC3339)))
+	s, stop := h.start(h.source(svc, 20))
+	time.Sleep(1500 * time.Millisecond)
+	stop()
+	if n := len(s.ids(t)); n != 0 {
+		t.Errorf("%d events before start_time delivered", n)
+	}
+	for _, c := range h.logs.Calls() {
+		if c.ErrCode != "" {
+			t.Errorf("%s answered %s", c.Op, c.ErrCode)
+		}
+	}
+	if strings.Contains(h.log.String(), "log group pull stopped") {
+		t.Errorf("the group failed:\n%s", h.log.String())
+	}
+}
