@@ -413,3 +413,23 @@ func TestFutureStartTime(t *testing.T) {
 		t.Errorf("the group failed:\n%s", h.log.String())
 	}
 }
+
+// A group deleted while it is followed stops with an ERROR naming it; the
+// other groups go on, and the next listing no longer has it.
+func TestDeletedGroupDoesNotStopTheOthers(t *testing.T) {
+	h := &harness{t: t, account: "444444444444", logs: awstest.NewLogs(t), store: state.NewMemory()}
+	h.logs.AddGroup("/keep", "/gone")
+	svc := loadService(t, fmt.Sprintf("        log_group: /\n        start_time: %q\n", time.Now().UTC().Add(-time.Minute).Format(time.RFC3339)))
+	s, stop := h.start(h.source(svc, 20))
+	time.Sleep(500 * time.Millisecond)
+	h.logs.DeleteGroup("/gone")
+	waitFor(t, 10*time.Second, "the deleted group reported", func() bool {
+		return strings.Contains(h.log.String(), "log group pull stopped")
+	})
+	h.logs.AddEvents("/keep", awstest.LogEvent{Stream: "s", Timestamp: time.Now(), EventID: "after", Message: "after"})
+	waitFor(t, 10*time.Second, "the other group's event", func() bool { return s.ids(t)["after"] == 1 })
+	stop()
+	if !strings.Contains(h.log.String(), "log_group=/gone") || !strings.Contains(h.log.String(), "ResourceNotFoundException") {
+		t.Errorf("the ERROR does not name the group and the error:\n%s", h.log.String())
+	}
+}
