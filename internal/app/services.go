@@ -9,7 +9,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudtrail"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
+	gdsdk "github.com/aws/aws-sdk-go-v2/service/guardduty"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
@@ -18,6 +20,8 @@ import (
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/source/cloudtrailapi"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/source/cwlogs"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/source/cwmetrics"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/source/guardduty"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/source/s3sqs"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/source/sqsevents"
 )
@@ -35,7 +39,71 @@ func init() {
 	builders[config.S3Logs] = buildS3SQS
 	builders[config.Umbrella] = buildS3SQS
 	builders[config.CloudTrailAPI] = buildCloudTrailAPI
+	builders[config.GuardDuty] = buildGuardDuty
+	builders[config.Metrics] = buildMetrics
 	builders[config.Logs] = buildLogs
+}
+
+func buildGuardDuty(ctx context.Context, d Deps) (pipeline.Source, error) {
+	sess := d.Env.Session
+	return guardduty.New(guardduty.Options{
+		Service:   d.Service,
+		Region:    d.Region,
+		InputName: d.Input.Name,
+		Client: sess.GuardDuty(d.Region, func(o *gdsdk.Options) {
+			if ep := d.Service.Endpoints[awsapi.APIGuardDuty]; ep != "" {
+				o.BaseEndpoint = aws.String(ep)
+			}
+		}),
+		AccountID:   sess.AccountID,
+		Environment: d.Input.Environment,
+		Store:       d.Env.State,
+		Log:         d.Log,
+		Stats:       d.Stats,
+		Registry:    d.Registry,
+	})
+}
+
+func buildMetrics(ctx context.Context, d Deps) (pipeline.Source, error) {
+	sess := d.Env.Session
+	return cwmetrics.New(cwmetrics.Options{
+		Service:   d.Service,
+		Region:    d.Region,
+		InputName: d.Input.Name,
+		Client: sess.CloudWatch(d.Region, func(o *cloudwatch.Options) {
+			if ep := d.Service.Endpoints[awsapi.APICloudWatch]; ep != "" {
+				o.BaseEndpoint = aws.String(ep)
+			}
+		}),
+		AccountID:   sess.AccountID,
+		Environment: d.Input.Environment,
+		Store:       d.Env.State,
+		Log:         d.Log,
+		Stats:       d.Stats,
+		Registry:    d.Registry,
+	})
+}
+
+func buildCloudTrailAPI(ctx context.Context, d Deps) (pipeline.Source, error) {
+	sess := d.Env.Session
+	return cloudtrailapi.New(cloudtrailapi.Options{
+		Service:   d.Service,
+		Region:    d.Region,
+		InputName: d.Input.Name,
+		NewClient: func(apiOption func(*cloudtrail.Options)) cloudtrailapi.Client {
+			return sess.CloudTrail(d.Region, func(o *cloudtrail.Options) {
+				if ep := d.Service.Endpoints[awsapi.APICloudTrail]; ep != "" {
+					o.BaseEndpoint = aws.String(ep)
+				}
+			}, apiOption)
+		},
+		AccountID:   sess.AccountID,
+		Environment: d.Input.Environment,
+		Store:       d.Env.State,
+		Log:         d.Log,
+		Stats:       d.Stats,
+		Registry:    d.Registry,
+	})
 }
 
 // Environment variables that tune the custom logs services, in whole
@@ -86,28 +154,6 @@ func buildLogs(ctx context.Context, d Deps) (pipeline.Source, error) {
 		Log:               d.Log,
 		Stats:             d.Stats,
 		Registry:          d.Registry,
-	})
-}
-
-func buildCloudTrailAPI(ctx context.Context, d Deps) (pipeline.Source, error) {
-	sess := d.Env.Session
-	return cloudtrailapi.New(cloudtrailapi.Options{
-		Service:   d.Service,
-		Region:    d.Region,
-		InputName: d.Input.Name,
-		NewClient: func(apiOption func(*cloudtrail.Options)) cloudtrailapi.Client {
-			return sess.CloudTrail(d.Region, func(o *cloudtrail.Options) {
-				if ep := d.Service.Endpoints[awsapi.APICloudTrail]; ep != "" {
-					o.BaseEndpoint = aws.String(ep)
-				}
-			}, apiOption)
-		},
-		AccountID:   sess.AccountID,
-		Environment: d.Input.Environment,
-		Store:       d.Env.State,
-		Log:         d.Log,
-		Stats:       d.Stats,
-		Registry:    d.Registry,
 	})
 }
 

@@ -21,6 +21,17 @@ import (
 type CloudWatch struct {
 	fake
 	metrics []Metric
+	// pagePoints, when > 0, caps the datapoints of a GetMetricData page
+	// below AWS's 100,800, so that tests see NextToken paging.
+	pagePoints int
+}
+
+// LimitPagePoints makes GetMetricData pages hold at most n datapoints
+// (n <= 0: AWS's 100,800), as AWS may return fewer than asked for.
+func (cw *CloudWatch) LimitPagePoints(n int) {
+	cw.mu.Lock()
+	defer cw.mu.Unlock()
+	cw.pagePoints = n
 }
 
 // Metric is one metric with its raw samples. Statistics are computed from
@@ -42,6 +53,15 @@ type Dimension struct {
 type Sample struct {
 	Time  time.Time
 	Value float64
+	// Published is when CloudWatch makes the sample visible (by the fake's
+	// clock): AWS services often publish a period's data a minute or more
+	// after it ends. Zero means at Time.
+	Published time.Time
+}
+
+// visible reports whether s can be read at now.
+func (s Sample) visible(now time.Time) bool {
+	return s.Published.IsZero() || !s.Published.After(now)
 }
 
 // CloudWatch limits, as documented.
@@ -200,7 +220,7 @@ func (cw *CloudWatch) listMetrics(in *ListMetricsRequest) (any, *apiError) {
 	list := func() []MetricName {
 		var out []MetricName
 		for _, m := range cw.metrics {
-			active := slices.ContainsFunc(m.Samples, func(s Sample) bool { return !s.Time.Before(since) })
+			active := slices.ContainsFunc(m.Samples, func(s Sample) bool { return !s.Time.Before(since) && s.visible(cw.now()) })
 			if !active || (in.Namespace != "" && m.Namespace != in.Namespace) || (in.MetricName != "" && m.MetricName != in.MetricName) {
 				continue
 			}
@@ -265,7 +285,8 @@ func (b bucket) stat(name string) (float64, bool) {
 
 var statistics = []string{"SampleCount", "Average", "Sum", "Minimum", "Maximum"}
 
-// buckets aggregates the samples of the metric in [start, end) by period,
+// buckets aggregates the samples of the metric in [start, end) that are
+// published by now, by period,
 // periods aligned on the epoch, in ascending time. A missing metric has
 // no buckets.
 func (cw *CloudWatch) buckets(ns, name string, dims []Dimension, period int32, start, end time.Time) []bucket {
@@ -274,8 +295,9 @@ func (cw *CloudWatch) buckets(ns, name string, dims []Dimension, period int32, s
 		return nil
 	}
 	byStart := map[int64]*bucket{}
+	now := cw.now()
 	for _, s := range cw.metrics[i].Samples {
-		if s.Time.Before(start) || !s.Time.Before(end) {
+		if s.Time.Before(start) || !s.Time.Before(end) || !s.visible(now) {
 			continue
 		}
 		sec := s.Time.Unix()
@@ -336,6 +358,9 @@ func (cw *CloudWatch) getMetricData(in *GetMetricDataRequest) (any, *apiError) {
 		return nil, invalidValue("MaxDatapoints must be positive")
 	}
 	budget := min(orDefault(in.MaxDatapoints, metricDataMaxPoints), metricDataMaxPoints)
+	if cw.pagePoints > 0 {
+		budget = min(budget, cw.pagePoints)
+	}
 	seen := map[string]bool{}
 	for _, q := range qs {
 		switch {

@@ -250,3 +250,32 @@ func TestCloudWatchThrottling(t *testing.T) {
 		t.Fatalf("%d throttled, want %d", cw.Throttled(), 2+testMaxAttempts)
 	}
 }
+
+// A sample published late is absent from GetMetricData until its
+// publication time, then counted in its own period.
+func TestCloudWatchLatePublication(t *testing.T) {
+	cw := NewCloudWatch(t)
+	clock := time.Date(2024, 5, 31, 14, 41, 0, 0, time.UTC)
+	cw.SetClock(func() time.Time { return clock })
+	at := time.Date(2024, 5, 31, 14, 40, 10, 0, time.UTC)
+	cw.AddMetrics(Metric{Namespace: "AWS/EC2", MetricName: "CPUUtilization", Dimensions: []Dimension{{Name: "InstanceId", Value: "i-1"}},
+		Samples: []Sample{{Time: at, Value: 3}, {Time: at.Add(5 * time.Second), Value: 5, Published: at.Add(2 * time.Minute)}}})
+	c := newCloudWatchClient(cw, testAccessKey)
+	get := func() []float64 {
+		out, err := c.GetMetricData(testContext(t), &cloudwatch.GetMetricDataInput{
+			StartTime: aws.Time(at.Truncate(time.Minute)), EndTime: aws.Time(at.Truncate(time.Minute).Add(time.Minute)),
+			MetricDataQueries: []types.MetricDataQuery{statQuery("s", "i-1", "Sum")},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.MetricDataResults[0].Values
+	}
+	if v := get(); len(v) != 1 || v[0] != 3 {
+		t.Fatalf("before publication: %v, want [3]", v)
+	}
+	clock = at.Add(2 * time.Minute)
+	if v := get(); len(v) != 1 || v[0] != 8 {
+		t.Fatalf("after publication: %v, want [8]", v)
+	}
+}

@@ -13,13 +13,15 @@ import (
 )
 
 // GuardDuty is a fake GuardDuty endpoint speaking REST-JSON, serving
-// ListDetectors, ListFindings and GetFindings. Load data with AddDetector
-// and PutFindings; point a guardduty.Client at URL.
+// ListDetectors, GetDetector, ListFindings and GetFindings. Load data with
+// AddDetector and PutFindings (RemoveDetector and SuspendDetector change the
+// detectors); point a guardduty.Client at URL.
 type GuardDuty struct {
 	fake
 	region    string
 	detectors []string
 	findings  map[string][]Finding // by detector, in insertion order
+	suspended map[string]bool      // detectors whose status is DISABLED
 }
 
 // Finding is one GuardDuty finding. The fake fills the members AWS always
@@ -50,7 +52,7 @@ const (
 // cleanup stops it.
 func NewGuardDuty(t testing.TB) *GuardDuty {
 	t.Helper()
-	g := &GuardDuty{region: "us-east-1", findings: map[string][]Finding{}}
+	g := &GuardDuty{region: "us-east-1", findings: map[string][]Finding{}, suspended: map[string]bool{}}
 	g.start(t, restJSONProtocol{}, http.HandlerFunc(g.handle))
 	return g
 }
@@ -64,6 +66,25 @@ func (g *GuardDuty) AddDetector(ids ...string) {
 			g.detectors = append(g.detectors, id)
 		}
 	}
+}
+
+// RemoveDetector deletes a detector and its findings, as DeleteDetector
+// does: it is no longer listed, and calls naming it fail with
+// BadRequestException.
+func (g *GuardDuty) RemoveDetector(id string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.detectors = slices.DeleteFunc(g.detectors, func(d string) bool { return d == id })
+	delete(g.findings, id)
+	delete(g.suspended, id)
+}
+
+// SuspendDetector sets a detector's status (GetDetector's status DISABLED
+// when suspended, ENABLED otherwise). Its findings stay readable.
+func (g *GuardDuty) SuspendDetector(id string, suspended bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.suspended[id] = suspended
 }
 
 // PutFindings adds findings to a detector (creating it); a finding whose ID
@@ -157,6 +178,10 @@ func (g *GuardDuty) handle(w http.ResponseWriter, r *http.Request) {
 			}
 			return g.listDetectors(in)
 		})
+	case r.Method == http.MethodGet && len(parts) == 2 && parts[0] == "detector":
+		g.serve(w, r, "GetDetector", &struct{ DetectorID string }{parts[1]}, func() (any, *apiError) {
+			return g.getDetector(parts[1])
+		})
 	case r.Method == http.MethodPost && len(parts) == 3 && parts[0] == "detector" && parts[2] == "findings":
 		in := &ListFindingsRequest{}
 		g.serve(w, r, "ListFindings", in, func() (any, *apiError) {
@@ -192,6 +217,21 @@ func (g *GuardDuty) listDetectors(in *ListDetectorsRequest) (any, *apiError) {
 		DetectorIDs []string `json:"detectorIds"`
 		NextToken   string   `json:"nextToken,omitempty"`
 	}{append([]string{}, page...), next}, nil
+}
+
+func (g *GuardDuty) getDetector(id string) (any, *apiError) {
+	if !slices.Contains(g.detectors, id) {
+		return nil, badRequest("The request is rejected because the input detectorId is not owned by the current account.")
+	}
+	status := "ENABLED"
+	if g.suspended[id] {
+		status = "DISABLED"
+	}
+	return struct {
+		Status                     string `json:"status"`
+		ServiceRole                string `json:"serviceRole"`
+		FindingPublishingFrequency string `json:"findingPublishingFrequency"`
+	}{status, "arn:aws:iam::123456789012:role/aws-service-role/guardduty.amazonaws.com/AWSServiceRoleForAmazonGuardDuty", "SIX_HOURS"}, nil
 }
 
 func (g *GuardDuty) detector(id string) ([]Finding, *apiError) {

@@ -54,6 +54,17 @@ type Stream interface {
 	CycleEnded(c *stats.Cycle)
 }
 
+// Aligner is implemented by a Stream whose cycles follow a fixed grid (the
+// CloudWatch metrics puller wakes once per period, just after a period's
+// data is complete) rather than a period after the previous cycle began.
+type Aligner interface {
+	// CycleOffset is how far the cycle that started at start lies from
+	// its grid point, negative when it started after it. The engine logs
+	// it ("Applied an offset to wait, retrieval_offset: …") and adds it to
+	// the wait, so that the next cycle starts a period after the grid point.
+	CycleOffset(start time.Time) time.Duration
+}
+
 // Defaults of Config.
 const (
 	DefaultPeriod        = 60 * time.Second
@@ -333,7 +344,12 @@ func (r *run) loop(ctx context.Context) error {
 			}
 		}
 		e.c.Stream.CycleEnded(r.cycle)
-		wait := r.cycle.LogCompleted(e.c.Period)
+		var wait time.Duration
+		if a, ok := e.c.Stream.(Aligner); ok {
+			wait = r.cycle.LogCompletedWithOffset(e.c.Period, a.CycleOffset(start))
+		} else {
+			wait = r.cycle.LogCompleted(e.c.Period)
+		}
 		if err := r.idle(ctx, wait); err != nil {
 			return nil
 		}

@@ -1,11 +1,13 @@
 package pullengine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -261,6 +263,84 @@ func TestPermanentPullErrorEndsRun(t *testing.T) {
 	if !retryable(throttled) || retryable(denied) {
 		t.Errorf("retryable: throttling %v, access denied %v", retryable(throttled), retryable(denied))
 	}
+}
+
+// alignedStream pulls nothing and records when each cycle starts; its grid
+// is every period on the clock.
+type alignedStream struct {
+	hourStream
+	period time.Duration
+	mu     sync.Mutex
+	starts []time.Time
+}
+
+func (s *alignedStream) CycleStarted(_ *stats.Cycle, _, now time.Time, _ int) {
+	s.mu.Lock()
+	s.starts = append(s.starts, now)
+	s.mu.Unlock()
+}
+
+func (s *alignedStream) CycleOffset(start time.Time) time.Duration {
+	return start.Truncate(s.period).Sub(start)
+}
+
+// A stream that implements Aligner has its cycles start on its grid, not a
+// period after an arbitrary first start, and the engine logs the offset.
+func TestAlignerPutsCyclesOnTheGrid(t *testing.T) {
+	const period = 400 * time.Millisecond
+	now := time.Now()
+	st := &alignedStream{hourStream: hourStream{origin: now}, period: period}
+	var logBuf syncBuffer
+	eng, err := New(Config{
+		Key: state.Key{Input: "a", Service: "s", Region: "r", Sub: "x"}, Store: state.NewMemory(), Stream: st,
+		Start:  func(time.Time) time.Time { return now },
+		Period: period,
+		Log:    slog.New(slog.NewTextHandler(&logBuf, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Start off the grid.
+	time.Sleep(time.Until(time.Now().Truncate(period).Add(period + period*3/5)))
+	q := pipeline.NewQueue(64, 1<<20)
+	p := pipeline.New(slog.New(slog.DiscardHandler), pipeline.Options{}, []*pipeline.Output{{Name: "o", Queue: q}}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*period+period/2)
+	defer cancel()
+	if err := eng.Run(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(st.starts) < 3 {
+		t.Fatalf("%d cycles", len(st.starts))
+	}
+	for i, s := range st.starts[1:] {
+		// Timers never fire early; a loaded machine may fire them late.
+		if off := s.Sub(s.Truncate(period)); off > period/2 {
+			t.Errorf("cycle %d started %v after its grid point", i+2, off)
+		}
+	}
+	if !strings.Contains(logBuf.String(), "Applied an offset to wait, retrieval_offset: -0.2") {
+		t.Errorf("no offset line for the first cycle (started 3/5 of a period late):\n%s", logBuf.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 // overlapStream has windows of one minute, each read from five minutes

@@ -17,6 +17,10 @@ type API struct {
 	Calls     atomic.Int64 // attempts sent, SDK retries included
 	Throttled atomic.Int64 // attempts answered with a throttling error
 	Errors    atomic.Int64 // other failed attempts
+	// Queries counts the metric queries the requests carried, what
+	// CloudWatch bills GetMetricData by (per 1,000 metrics requested);
+	// exposed once non-zero.
+	Queries atomic.Int64
 }
 
 // Stream holds the pull engine's numbers for one checkpointed stream (a
@@ -73,6 +77,8 @@ var (
 		"AWS API requests answered with a throttling error.", apiLabels, nil)
 	apiErrors = prometheus.NewDesc(namespace+"_api_errors_total",
 		"AWS API requests that failed for another reason.", apiLabels, nil)
+	apiQueries = prometheus.NewDesc(namespace+"_api_metric_queries_total",
+		"CloudWatch metric queries carried by the requests (GetMetricData is billed per metric queried).", apiLabels, nil)
 
 	streamCounters = []struct {
 		desc  *prometheus.Desc
@@ -99,6 +105,7 @@ func (c *pullCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- apiCalls
 	ch <- apiThrottled
 	ch <- apiErrors
+	ch <- apiQueries
 	for _, m := range streamCounters {
 		ch <- m.desc
 	}
@@ -125,6 +132,9 @@ func (c *pullCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(apiCalls, prometheus.CounterValue, float64(a.Calls.Load()), l...)
 		ch <- prometheus.MustNewConstMetric(apiThrottled, prometheus.CounterValue, float64(a.Throttled.Load()), l...)
 		ch <- prometheus.MustNewConstMetric(apiErrors, prometheus.CounterValue, float64(a.Errors.Load()), l...)
+		if n := a.Queries.Load(); n > 0 {
+			ch <- prometheus.MustNewConstMetric(apiQueries, prometheus.CounterValue, float64(n), l...)
+		}
 	}
 	for _, s := range streams {
 		for _, m := range streamCounters {

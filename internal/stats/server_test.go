@@ -249,3 +249,27 @@ func TestServerLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// API counters: calls per operation, and metric queries once a request
+// carried some.
+func TestMetricsScrapeAPICounters(t *testing.T) {
+	reg := NewRegistry()
+	gmd := reg.API("aws", "metrics-all", "us-east-1", "CloudWatch", "GetMetricData")
+	gmd.Calls.Add(12)
+	gmd.Queries.Add(6000)
+	reg.API("aws", "metrics-all", "us-east-1", "CloudWatch", "ListMetrics").Calls.Add(3)
+	_, base := startServer(t, reg)
+	_, body, _ := get(t, base+"/metrics")
+	for _, want := range []string{
+		`devo_collector_api_calls_total{aws_service="CloudWatch",input="aws",operation="GetMetricData",region="us-east-1",service="metrics-all"} 12`,
+		`devo_collector_api_metric_queries_total{aws_service="CloudWatch",input="aws",operation="GetMetricData",region="us-east-1",service="metrics-all"} 6000`,
+		`devo_collector_api_calls_total{aws_service="CloudWatch",input="aws",operation="ListMetrics",region="us-east-1",service="metrics-all"} 3`,
+	} {
+		if !hasLine(body, want) {
+			t.Errorf("scrape lacks %q", want)
+		}
+	}
+	if strings.Contains(body, `devo_collector_api_metric_queries_total{aws_service="CloudWatch",input="aws",operation="ListMetrics"`) {
+		t.Errorf("ListMetrics carries no metric queries, yet has the counter")
+	}
+}
