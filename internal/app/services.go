@@ -2,11 +2,15 @@ package app
 
 import (
 	"context"
+	"os"
+	"strconv"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudtrail"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	gdsdk "github.com/aws/aws-sdk-go-v2/service/guardduty"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -15,6 +19,7 @@ import (
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/source/cloudtrailapi"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/source/cwlogs"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/source/cwmetrics"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/source/guardduty"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/source/s3sqs"
@@ -36,6 +41,7 @@ func init() {
 	builders[config.CloudTrailAPI] = buildCloudTrailAPI
 	builders[config.GuardDuty] = buildGuardDuty
 	builders[config.Metrics] = buildMetrics
+	builders[config.Logs] = buildLogs
 }
 
 func buildGuardDuty(ctx context.Context, d Deps) (pipeline.Source, error) {
@@ -97,6 +103,57 @@ func buildCloudTrailAPI(ctx context.Context, d Deps) (pipeline.Source, error) {
 		Log:         d.Log,
 		Stats:       d.Stats,
 		Registry:    d.Registry,
+	})
+}
+
+// Environment variables that tune the custom logs services, in whole
+// seconds (docs/services/cloudwatch-logs.md). They exist for tests and for
+// groups whose ingestion is later than the defaults allow.
+const (
+	envLogsOverlap      = "COLLECTOR_LOGS_OVERLAP_SECONDS"
+	envLogsSafety       = "COLLECTOR_LOGS_SAFETY_SECONDS"
+	envLogsGroupRefresh = "COLLECTOR_LOGS_GROUP_REFRESH_SECONDS"
+)
+
+// envSeconds reads a positive whole number of seconds from name; zero when
+// unset or not a positive number (the default then applies, with a WARN
+// for a bad value).
+func envSeconds(d Deps, name string) time.Duration {
+	v, ok := os.LookupEnv(name)
+	if !ok || v == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		d.Log.Warn("ignored: not a positive whole number of seconds", "env", name, "value", v)
+		return 0
+	}
+	return time.Duration(n) * time.Second
+}
+
+func buildLogs(ctx context.Context, d Deps) (pipeline.Source, error) {
+	sess := d.Env.Session
+	return cwlogs.New(cwlogs.Options{
+		Service:   d.Service,
+		Region:    d.Region,
+		InputName: d.Input.Name,
+		NewClient: func(apiOption func(*cloudwatchlogs.Options)) cwlogs.Client {
+			return sess.Logs(d.Region, func(o *cloudwatchlogs.Options) {
+				if ep := d.Service.Endpoints[awsapi.APILogs]; ep != "" {
+					o.BaseEndpoint = aws.String(ep)
+				}
+			}, apiOption)
+		},
+		AccountID:         sess.AccountID,
+		Environment:       d.Input.Environment,
+		Store:             d.Env.State,
+		RequestsPerSecond: d.Input.RequestsPerSecond,
+		Overlap:           envSeconds(d, envLogsOverlap),
+		Safety:            envSeconds(d, envLogsSafety),
+		GroupRefresh:      envSeconds(d, envLogsGroupRefresh),
+		Log:               d.Log,
+		Stats:             d.Stats,
+		Registry:          d.Registry,
 	})
 }
 

@@ -33,11 +33,14 @@ type LogStream struct {
 // LogEvent is one log event. Timestamps have millisecond precision on the
 // wire.
 type LogEvent struct {
-	Stream        string
-	Timestamp     time.Time
-	Message       string
-	IngestionTime time.Time // zero: Timestamp plus one second
-	EventID       string    // empty: generated
+	Stream    string
+	Timestamp time.Time
+	Message   string
+	// IngestionTime is when AWS ingests the event; FilterLogEvents does not
+	// return it before then (by the fake's clock, SetClock). Zero:
+	// Timestamp plus one second. A later value makes a late event.
+	IngestionTime time.Time
+	EventID       string // empty: generated
 }
 
 type logGroup struct {
@@ -89,6 +92,14 @@ func (l *Logs) group(name string) *logGroup {
 		l.groups[name] = g
 	}
 	return g
+}
+
+// DeleteGroup deletes a log group and its events; later calls naming it
+// fail with ResourceNotFoundException, as in AWS.
+func (l *Logs) DeleteGroup(name string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.groups, name)
 }
 
 // AddStream creates a stream in group (creating the group too).
@@ -365,9 +376,12 @@ func (l *Logs) filterLogEvents(in *FilterLogEventsRequest) (any, *apiError) {
 	key.NextToken = ""
 	list := func() []LogEvent {
 		var out []LogEvent
+		now := l.now()
 		for _, ev := range g.events {
 			ms := epochMillis(ev.Timestamp)
 			switch {
+			case ev.IngestionTime.After(now): // not ingested yet: invisible, as in AWS
+				continue
 			case in.StartTime != nil && ms < *in.StartTime,
 				in.EndTime != nil && ms > *in.EndTime,
 				len(in.LogStreamNames) > 0 && !slices.Contains(in.LogStreamNames, ev.Stream),

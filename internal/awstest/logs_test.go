@@ -262,3 +262,25 @@ func TestLogsThrottling(t *testing.T) {
 	_, err := c.FilterLogEvents(testContext(t), &cloudwatchlogs.FilterLogEventsInput{LogGroupName: aws.String("g")})
 	wantAPIError(t, err, "ThrottlingException")
 }
+
+// An event ingested late is invisible to FilterLogEvents until its
+// ingestion time, by the fake's clock.
+func TestLogsLateIngestion(t *testing.T) {
+	l := NewLogs(t)
+	now := time.UnixMilli(1717160700000).UTC()
+	l.SetClock(func() time.Time { return now })
+	l.AddEvents("g",
+		LogEvent{Stream: "s", Timestamp: now.Add(-10 * time.Second), Message: "on time"},
+		LogEvent{Stream: "s", Timestamp: now.Add(-5 * time.Second), Message: "late", IngestionTime: now.Add(55 * time.Second)},
+	)
+	c := newLogsClient(l, testAccessKey)
+	in := &cloudwatchlogs.FilterLogEventsInput{LogGroupName: aws.String("g")}
+	if evs, _ := collectFilter(t, c, in); len(evs) != 1 || aws.ToString(evs[0].Message) != "on time" {
+		t.Fatalf("before ingestion: %d events, want only the one on time", len(evs))
+	}
+	now = now.Add(time.Minute)
+	evs, _ := collectFilter(t, c, in)
+	if len(evs) != 2 || aws.ToString(evs[1].Message) != "late" || aws.ToInt64(evs[1].IngestionTime) != now.Add(-5*time.Second).UnixMilli() {
+		t.Fatalf("after ingestion: %+v", evs)
+	}
+}

@@ -446,9 +446,9 @@ func (r *run) pullSlot(ctx context.Context, s *slot) error {
 		r.fin.settle(s, ok)
 		e.ctrs.WindowsPending.Store(int64(r.fin.pending()))
 	})
-	p := &Pull{Window: s.w, Cycle: r.cycle, run: r, b: b, seen: map[string]struct{}{}}
+	p := &Pull{Window: s.w, Cycle: r.cycle, run: r, b: b, seen: map[string]bool{}}
 	for _, id := range r.fin.edgeBefore(s) {
-		p.seen[id] = struct{}{}
+		p.seen[id] = true
 	}
 	pullErr = e.c.Stream.Pull(ctx, p)
 	r.fin.pulled(s, p.edge)
@@ -566,7 +566,7 @@ type Pull struct {
 
 	run  *run
 	b    *pipeline.Batch
-	seen map[string]struct{}
+	seen map[string]bool // id → inherited from the previous window and not yet seen here
 	edge []string
 }
 
@@ -575,13 +575,26 @@ type Pull struct {
 // share. A record seen before is counted as duplicated. Otherwise it is
 // remembered, and kept for the next window when t is within EdgeSpan of this
 // window's end.
+//
+// A record inherited from the previous window and seen again here is kept
+// for the next window too when it is within EdgeSpan of this window's end:
+// a source whose reads overlap the previous window by more than one window
+// (CloudWatch Logs re-reads a few minutes before each window) would
+// otherwise hand it on again two windows later.
 func (p *Pull) Seen(id string, t time.Time) bool {
-	if _, ok := p.seen[id]; ok {
+	edge := !t.Before(p.Window.End.Add(-p.run.e.c.EdgeSpan))
+	if inherited, ok := p.seen[id]; ok {
+		if inherited {
+			p.seen[id] = false
+			if edge {
+				p.edge = append(p.edge, id)
+			}
+		}
 		p.Cycle.AddDuplicated(1)
 		return true
 	}
-	p.seen[id] = struct{}{}
-	if !t.Before(p.Window.End.Add(-p.run.e.c.EdgeSpan)) {
+	p.seen[id] = false
+	if edge {
 		p.edge = append(p.edge, id)
 	}
 	return false

@@ -342,3 +342,91 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.b.String()
 }
+
+// overlapStream has windows of one minute, each read from five minutes
+// before its start (as CloudWatch Logs re-reads for late events), with an
+// event every 10 s.
+type overlapStream struct {
+	hourStream
+	emitted sync.Map // id → count
+}
+
+func (s *overlapStream) Windows(from, now time.Time) []Window {
+	end := s.origin.Add(30 * time.Minute)
+	var out []Window
+	for from.Before(end) {
+		out = append(out, Window{Start: from, End: from.Add(time.Minute)})
+		from = from.Add(time.Minute)
+	}
+	return out
+}
+
+func (s *overlapStream) Pull(ctx context.Context, p *Pull) error {
+	for t := p.Window.Start.Add(-5 * time.Minute); !t.After(p.Window.End); t = t.Add(10 * time.Second) {
+		if t.Before(s.origin) {
+			continue
+		}
+		id := t.Format(time.TimeOnly)
+		if p.Seen(id, t) {
+			continue
+		}
+		n, _ := s.emitted.LoadOrStore(id, new(int))
+		*n.(*int)++
+		if err := p.Emit(ctx, pipeline.NewEvent(p.Batch(), "t", t, []byte(id))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Reads that overlap the previous windows by more than one window: an
+// event inherited from the previous window and seen again is carried on to
+// the next one, so each event is emitted once.
+func TestOverlappingReadsEmitOnce(t *testing.T) {
+	origin := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	st := &overlapStream{hourStream: hourStream{origin: origin}}
+	store := state.NewMemory()
+	key := state.Key{Input: "aws", Service: "svc", Region: "r", Sub: "s"}
+	eng, err := New(Config{
+		Key: key, Store: store, Stream: st, Origin: "o",
+		Start:    func(time.Time) time.Time { return origin },
+		Now:      func() time.Time { return origin.Add(time.Hour) },
+		EdgeSpan: 5*time.Minute + time.Second,
+		Period:   time.Hour, RetryBase: time.Millisecond, RetryMax: 5 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := pipeline.NewQueue(64, 1<<20)
+	p := pipeline.New(slog.New(slog.DiscardHandler), pipeline.Options{}, []*pipeline.Output{{Name: "o", Queue: q}}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	var delivered sync.Map
+	sinkDone := make(chan struct{})
+	go func() { defer close(sinkDone); randomSink(ctx, q, 3, 0, &delivered) }()
+	done := make(chan error, 1)
+	go func() { done <- eng.Run(ctx, p) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if cp, ok, _ := LoadCheckpoint(store, key); ok && cp.End.Equal(origin.Add(30*time.Minute)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("checkpoint never reached the end")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	<-sinkDone
+	n := 0
+	st.emitted.Range(func(k, v any) bool {
+		n++
+		if c := *v.(*int); c != 1 {
+			t.Errorf("%s emitted %d times", k, c)
+		}
+		return true
+	})
+	if n != 181 {
+		t.Errorf("%d distinct events emitted, want 181", n)
+	}
+}
