@@ -186,10 +186,3 @@ func (l *ledger) reset(ctx context.Context) (c Cursor, failed bool, err error) {
 	l.pages = nil
 	return l.saved.clone(), failed, nil
 }
-
-// mark is the saved cursor.
-func (l *ledger) mark() Cursor {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.saved.clone()
-}
