@@ -51,7 +51,9 @@ func buildOutputs(cfg *config.Config, reg *stats.Registry, log *slog.Logger, std
 				return fail(fmt.Errorf("output %s: %w", o.Name, err))
 			}
 			out.spool = sp
-			opts := senderOptions(cfg, o, q, sp, olog)
+			// The sender scopes its logger with the output's name itself
+			// (and its address): olog would print output= twice.
+			opts := senderOptions(cfg, o, q, sp, log)
 			if o.WriteAhead {
 				j, err := spool.Open(filepath.Join(cfg.Globals.PersistenceDir, "journal", o.Name), o.SpoolMaxBytes)
 				if err != nil {

@@ -328,7 +328,9 @@ func (l sdkLogger) Logf(c logging.Classification, format string, v ...any) {
 	if l.log == nil {
 		return
 	}
-	l.log.Debug("aws sdk", "class", string(c), "msg", fmt.Sprintf(format, v...))
+	// "detail", not "msg": a second msg key would shadow the message in
+	// JSON logs.
+	l.log.Debug("aws sdk", "class", string(c), "detail", fmt.Sprintf(format, v...))
 }
 
 // endpoint is the override for api, or nil for the SDK's own resolution.
@@ -367,6 +369,11 @@ func (s *Session) S3(region string, optFns ...func(*s3.Options)) *s3.Client {
 			o.BaseEndpoint = ep
 		}
 		o.UsePathStyle = s.opts.S3ForcePathStyle || ep != nil
+		// The collector does not ask S3 to validate checksums; the SDK's
+		// "Response has no supported checksum" would repeat for every
+		// object read from S3-compatible stores (and older objects),
+		// drowning the --debug lines that matter.
+		o.DisableLogOutputChecksumValidationSkipped = true
 	}}, optFns...)...)
 }
 

@@ -209,6 +209,9 @@ func TestGuardDutyFindingsThroughDevoIntoRsyslog(t *testing.T) {
 	if !strings.Contains(p.log(), "Total event received: ") {
 		t.Error("no \"Total event received: N, and sent: N\" line")
 	}
+	if !strings.Contains(p.log(), `msg="Starting a new pulling from \"GuardDuty findings\" at \"`) {
+		t.Error("no start line")
+	}
 
 	// GuardDuty updates 10 findings of each detector (new count, new
 	// updatedAt, some sharing a millisecond) while the collector runs.

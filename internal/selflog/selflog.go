@@ -42,6 +42,15 @@ const (
 // timeLayout is §13's %Y-%m-%dT%H:%M:%S.%fZ: microseconds, always UTC.
 const timeLayout = "2006-01-02T15:04:05.000000Z"
 
+// localKey marks a context whose log records stay local.
+type localKey struct{}
+
+// Local is the context for log calls whose records go to the process's own
+// log only, never to the outputs, whatever the level: an output's per-write
+// DEBUG line, were it delivered, would cause the next write, whose line
+// would cause the next, without end.
+var Local = context.WithValue(context.Background(), localKey{}, true)
+
 // Options configure a Handler.
 type Options struct {
 	// CollectorName, CollectorVersion and CollectorImage identify the
@@ -133,14 +142,14 @@ func (h *Handler) Enabled(ctx context.Context, l slog.Level) bool {
 }
 
 // Handle passes r to the next handler if it is enabled for r's level, and
-// queues r for the outputs if r is at or above the delivery level. It
-// returns the next handler's error.
+// queues r for the outputs if r is at or above the delivery level and ctx
+// is not derived from Local. It returns the next handler's error.
 func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	var err error
 	if h.next.Enabled(ctx, r.Level) {
 		err = h.next.Handle(ctx, r)
 	}
-	if r.Level >= h.core.min {
+	if r.Level >= h.core.min && ctx.Value(localKey{}) == nil {
 		h.core.push(h.event(r))
 	}
 	return err

@@ -367,3 +367,22 @@ func TestOutputsNeverDuplicates(t *testing.T) {
 	<-runDone
 	wg.Wait()
 }
+
+// A record logged with Local reaches the process's log and never the
+// outputs, at any level; a context derived from Local stays local too.
+func TestLocalStaysLocal(t *testing.T) {
+	var next bytes.Buffer
+	h := New(slog.NewTextHandler(&next, &slog.HandlerOptions{Level: slog.LevelDebug}), Options{Debug: true})
+	log := slog.New(h).With("output", "devo")
+	type k struct{}
+	log.DebugContext(Local, "batch written", "events", 3)
+	log.WarnContext(context.WithValue(Local, k{}, 1), "local warning")
+	log.Debug("delivered")
+	if !strings.Contains(next.String(), `msg="batch written"`) || !strings.Contains(next.String(), `msg="local warning"`) {
+		t.Fatalf("local records missing from the process's log: %q", next.String())
+	}
+	evs := drainRing(h)
+	if len(evs) != 1 || !strings.Contains(string(evs[0].Payload), `"msg":"delivered output=devo"`) {
+		t.Fatalf("delivered %d records %v, want only the one logged without Local", len(evs), evs)
+	}
+}

@@ -69,6 +69,11 @@ type Config struct {
 
 	// CycleInterval is how often OnCycle runs [60s].
 	CycleInterval time.Duration
+	// FirstCycle: a cycle that begins a run, or follows a cycle in which no
+	// message arrived, ends FirstCycle after its first messages arrive
+	// (when that is before CycleInterval), so the first traffic shows in
+	// the log within seconds, not at the end of a minute [5s].
+	FirstCycle time.Duration
 	// OnCycle, when set, is called every CycleInterval (and once when Run
 	// returns) with what happened in that cycle, so a service can log its
 	// pull-cycle line. It runs on its own goroutine and must not block.
@@ -124,6 +129,9 @@ func (c *Config) defaults() {
 	if c.CycleInterval <= 0 {
 		c.CycleInterval = time.Minute
 	}
+	if c.FirstCycle <= 0 {
+		c.FirstCycle = 5 * time.Second
+	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
@@ -173,6 +181,10 @@ type Counters struct {
 	Returned atomic.Int64 // messages returned to the queue (or left for its dead-letter queue)
 	Poison   atomic.Int64 // messages deleted as poison
 	Errors   atomic.Int64 // failed SQS calls and failed entries of batch calls
+	// Handled counts the messages given to the handler, and HandleNanos
+	// the time the handler took with them (nanoseconds, summed).
+	Handled     atomic.Int64
+	HandleNanos atomic.Int64
 }
 
 // Cycle is what happened between two OnCycle calls.
@@ -185,6 +197,11 @@ type Cycle struct {
 	Returned int64
 	Poison   int64
 	Errors   int64
+	// Handled messages went through the handler in the cycle, taking
+	// HandleTime in total (reading, parsing and handing their events to
+	// the outputs; not the wait for a worker, nor delivery).
+	Handled    int64
+	HandleTime time.Duration
 	// InFlight is the number of messages received and not yet given a
 	// fate at the end of the cycle.
 	InFlight int
@@ -293,6 +310,9 @@ type run struct {
 	// receiveDone is closed when the receive loop has returned: no poll
 	// is in progress any more.
 	receiveDone chan struct{}
+	// arrived is signalled (never blocking) when a receive returns
+	// messages, so a cycle may end FirstCycle later.
+	arrived chan struct{}
 }
 
 // settled is a message whose batch has settled, or (release) one that is
@@ -323,6 +343,7 @@ func newRun(e *Engine, q Queue, out pipeline.Emitter) *run {
 		// channel sized MaxInFlight can ever be full.
 		fates:       make(chan settled, cfg.MaxInFlight),
 		receiveDone: make(chan struct{}),
+		arrived:     make(chan struct{}, 1),
 	}
 	r.lanes = make([]chan Message, cfg.Workers)
 	for i := range r.lanes {
@@ -503,6 +524,7 @@ func (r *run) receive(ctx context.Context) error {
 		// stay hidden for the visibility timeout (holding a FIFO group back
 		// that long). It is awaited, at most until the grace period ends,
 		// and what it returns is released at once.
+		asked := time.Now()
 		out, err := r.e.client.ReceiveMessage(r.graceCtx, in, noRetry)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -544,6 +566,16 @@ func (r *run) receive(ctx context.Context) error {
 		c.Receives.Add(1)
 		got := time.Now()
 		r.slots.release(n - len(out.Messages))
+		// One line per receive, never per message: with --debug an
+		// operator sees each poll, what it brought and how long it waited.
+		r.log.Debug("sqs receive answered", "messages", len(out.Messages), "asked_for", n,
+			"took", got.Sub(asked).Round(time.Millisecond), "in_flight", r.slots.used())
+		if len(out.Messages) > 0 {
+			select {
+			case r.arrived <- struct{}{}:
+			default:
+			}
+		}
 		if ctx.Err() != nil {
 			// Answered after the stop: nothing of it was started.
 			for _, sm := range out.Messages {
@@ -668,7 +700,11 @@ func (r *run) handle(m Message) {
 		// message reappears after its visibility timeout.
 		r.fates <- s
 	})
+	began := time.Now()
 	herr = r.callHandler(m, b)
+	c := &r.e.counters
+	c.HandleNanos.Add(int64(time.Since(began)))
+	c.Handled.Add(1)
 	b.Close()
 }
 
@@ -689,30 +725,59 @@ func (r *run) callHandler(m Message, b *pipeline.Batch) (err error) {
 	return r.e.handler.Handle(r.workCtx, m, b, r.out)
 }
 
+// cycles calls OnCycle every CycleInterval, and once more when stop is
+// closed. A cycle that starts the run or follows one without messages ends
+// FirstCycle after its first messages arrive, so they show at once.
 func (r *run) cycles(stop <-chan struct{}) {
+	cfg := r.e.cfg
 	c := &r.e.counters
-	t := time.NewTicker(r.e.cfg.CycleInterval)
-	defer t.Stop()
+	load := func() [8]int64 {
+		return [8]int64{c.Receives.Load(), c.Received.Load(), c.Deleted.Load(), c.Returned.Load(),
+			c.Poison.Load(), c.Errors.Load(), c.Handled.Load(), c.HandleNanos.Load()}
+	}
+	interval := time.NewTimer(cfg.CycleInterval)
+	defer interval.Stop()
+	var early *time.Timer
+	var earlyC <-chan time.Time
+	stopEarly := func() {
+		if early != nil {
+			early.Stop()
+			early, earlyC = nil, nil
+		}
+	}
+	defer stopEarly()
+	// eager: this cycle ends soon after its first messages.
+	eager := true
 	start := time.Now()
-	var last [6]int64
+	// The first totals are those at the start of this run.
+	last := load()
 	report := func(final bool) {
 		now := time.Now()
-		cur := [6]int64{c.Receives.Load(), c.Received.Load(), c.Deleted.Load(), c.Returned.Load(), c.Poison.Load(), c.Errors.Load()}
-		if r.e.cfg.OnCycle != nil {
-			r.e.cfg.OnCycle(Cycle{
+		cur := load()
+		if cfg.OnCycle != nil {
+			cfg.OnCycle(Cycle{
 				Start: start, Elapsed: now.Sub(start),
 				Receives: cur[0] - last[0], Received: cur[1] - last[1], Deleted: cur[2] - last[2],
 				Returned: cur[3] - last[3], Poison: cur[4] - last[4], Errors: cur[5] - last[5],
+				Handled: cur[6] - last[6], HandleTime: time.Duration(cur[7] - last[7]),
 				InFlight: r.slots.used(), Last: final,
 			})
 		}
+		eager = cur[1] == last[1]
 		last, start = cur, now
+		stopEarly()
+		interval.Reset(cfg.CycleInterval)
 	}
-	// The first totals are those at the start of this run.
-	last = [6]int64{c.Receives.Load(), c.Received.Load(), c.Deleted.Load(), c.Returned.Load(), c.Poison.Load(), c.Errors.Load()}
 	for {
 		select {
-		case <-t.C:
+		case <-r.arrived:
+			if eager && early == nil && cfg.FirstCycle < cfg.CycleInterval-time.Since(start) {
+				early = time.NewTimer(cfg.FirstCycle)
+				earlyC = early.C
+			}
+		case <-earlyC:
+			report(false)
+		case <-interval.C:
 			report(false)
 		case <-stop:
 			report(true)

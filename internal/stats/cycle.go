@@ -55,6 +55,16 @@ type CycleCounts struct {
 	Duplicated     int64    // records skipped as already sent
 	DiscardedFiles int64    // S3 objects skipped (filters, unknown format)
 	EventTypes     []string // detected event types, in the order first seen
+
+	// ByMessage makes avg_time_per_source_message the mean of HandleTime
+	// over Handled messages (0 when none was handled) instead of the
+	// product's elapsed time per response. SQS services set it (see
+	// Cycle.SetHandled): their receives are long polls, and an idle queue
+	// would otherwise report the poll wait (~20 s) as the time a message
+	// takes.
+	ByMessage  bool
+	Handled    int64         // source messages handled in the cycle
+	HandleTime time.Duration // time spent handling them, summed
 }
 
 // Cycle accumulates one pull cycle of a source and logs the product's
@@ -135,6 +145,15 @@ func (c *Cycle) AddOtherRegion(n int64) {
 	}
 }
 
+// SetHandled records that n source messages were handled in the cycle,
+// taking d in total, and makes avg_time_per_source_message their mean
+// (see CycleCounts.ByMessage).
+func (c *Cycle) SetHandled(n int64, d time.Duration) {
+	c.mu.Lock()
+	c.c.ByMessage, c.c.Handled, c.c.HandleTime = true, n, d
+	c.mu.Unlock()
+}
+
 // AddDiscardedFiles counts S3 objects skipped.
 func (c *Cycle) AddDiscardedFiles(n int64) { c.add(&c.c.DiscardedFiles, n) }
 
@@ -189,7 +208,20 @@ func avgMs(elapsed time.Duration, responses int64) string {
 	return fmt.Sprintf("%.3f ms", ms)
 }
 
-// RenderEventsReceived renders the SQS events line, e.g.
+// avgOf is avg_time_per_source_message of n: per handled message when
+// n.ByMessage, else the product's elapsed time per response.
+func avgOf(n CycleCounts, elapsed time.Duration) string {
+	if !n.ByMessage {
+		return avgMs(elapsed, n.Responses)
+	}
+	if n.Handled == 0 {
+		return avgMs(0, 0)
+	}
+	return avgMs(n.HandleTime, n.Handled)
+}
+
+// RenderEventsReceived renders the SQS events line (its average as avgOf
+// says), e.g.
 // `Received 198 response(s), received 1973 message(s), generated 1973 message(s), detected_event_types: ["ssm", "s3"], avg_time_per_source_message: 335.170 ms`.
 func RenderEventsReceived(n CycleCounts, elapsed time.Duration) string {
 	quoted := make([]string, len(n.EventTypes))
@@ -197,17 +229,18 @@ func RenderEventsReceived(n CycleCounts, elapsed time.Duration) string {
 		quoted[i] = `"` + t + `"`
 	}
 	return fmt.Sprintf("Received %d response(s), received %d message(s), generated %d message(s), detected_event_types: [%s], avg_time_per_source_message: %s",
-		n.Responses, n.Received, n.Generated, strings.Join(quoted, ", "), avgMs(elapsed, n.Responses))
+		n.Responses, n.Received, n.Generated, strings.Join(quoted, ", "), avgOf(n, elapsed))
 }
 
 // LogEventsReceived logs the SQS events line (see RenderEventsReceived).
 func (c *Cycle) LogEventsReceived() { c.log.Info(RenderEventsReceived(c.Counts(), c.Elapsed())) }
 
-// RenderS3Received renders the S3+SQS line, e.g.
+// RenderS3Received renders the S3+SQS line (its average as avgOf says),
+// e.g.
 // "Received 2 response(s), messages (fromSQS/generated): 0/0, discarded files: 0, avg_time_per_source_message: 169.711 ms".
 func RenderS3Received(n CycleCounts, elapsed time.Duration) string {
 	return fmt.Sprintf("Received %d response(s), messages (fromSQS/generated): %d/%d, discarded files: %d, avg_time_per_source_message: %s",
-		n.Responses, n.Received, n.Generated, n.DiscardedFiles, avgMs(elapsed, n.Responses))
+		n.Responses, n.Received, n.Generated, n.DiscardedFiles, avgOf(n, elapsed))
 }
 
 // LogS3Received logs the S3+SQS line (see RenderS3Received).

@@ -60,6 +60,14 @@ func TestCycleLinesGolden(t *testing.T) {
 		{"s3 received, counts in order",
 			RenderS3Received(CycleCounts{Responses: 4, Received: 7, Generated: 5300, DiscardedFiles: 2}, ms(400)),
 			"Received 4 response(s), messages (fromSQS/generated): 7/5300, discarded files: 2, avg_time_per_source_message: 100.000 ms"},
+		// SQS services average over the messages handled: an idle queue's
+		// 20 s long polls are not a per-message time.
+		{"sqs events idle, by message",
+			RenderEventsReceived(CycleCounts{Responses: 3, ByMessage: true}, 60*time.Second),
+			`Received 3 response(s), received 0 message(s), generated 0 message(s), detected_event_types: [], avg_time_per_source_message: 0.000 ms`},
+		{"s3 by message",
+			RenderS3Received(CycleCounts{Responses: 4, Received: 2, Generated: 30, ByMessage: true, Handled: 2, HandleTime: ms(50)}, 60*time.Second),
+			"Received 4 response(s), messages (fromSQS/generated): 2/30, discarded files: 0, avg_time_per_source_message: 25.000 ms"},
 		{"audit received",
 			RenderAuditReceived(CycleCounts{Responses: 4, Received: 186, Dropped: 8, OtherRegion: 0, Duplicated: 1, Generated: 177},
 				"cloud.aws.cloudtrail.{event_type}.123456789012.us-west-8.1.prod-1", ms(4*678.952)),

@@ -24,8 +24,14 @@ import (
 	"time"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/selflog"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/wire"
 )
+
+// logLocal is the context of the sender's per-write log lines: they stay
+// in the local log and are never delivered through the outputs, where each
+// would cause another write (see selflog.Local).
+var logLocal = selflog.Local
 
 // Sender is one network output. It implements pipeline.Sink.
 type Sender struct {

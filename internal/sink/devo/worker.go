@@ -380,6 +380,7 @@ func (w *worker) flush() bool {
 		return false
 	}
 	now := time.Now()
+	w.log.DebugContext(logLocal, "batch written", "events", len(w.bufItems), "bytes", len(data), "gzip", c.gzip) // one line per write, never per event; local: delivered, it would cause the next write
 	c.lastWrite = now
 	deadline := max(now.Add(w.s.opts.AckSettle).UnixNano(), c.start.Add(w.s.opts.ProbeTimeout).UnixNano())
 	for _, it := range w.bufItems {

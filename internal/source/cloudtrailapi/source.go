@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -258,9 +259,23 @@ const isoMicros = "2006-01-02T15:04:05.000000-07:00"
 func (st *stream) CycleStarted(c *stats.Cycle, from, now time.Time, windows int) {
 	svc := st.s.svc
 	log := st.s.log
+	c.LogStarting(sourcesRepr(svc.Sources), "source")
 	log.Info(fmt.Sprintf(`Using %d minutes as "gap until now", start_date: "%s", end_date: "%s", time_slot_in_hours: "%d"`,
 		int(svc.GapUntilNow/time.Minute), from.UTC().Format(isoMicros), now.Add(-svc.GapUntilNow).UTC().Format(isoMicros), int(svc.TimeSlot/time.Hour)))
 	log.Info(fmt.Sprintf("Total number of time slots to be processed: %d", windows))
+}
+
+// sourcesRepr prints the event sources as the product's start line does,
+// a Python list: ['all_sources'] when every source is read.
+func sourcesRepr(sources []string) string {
+	if len(sources) == 0 {
+		sources = []string{"all_sources"}
+	}
+	quoted := make([]string, len(sources))
+	for i, src := range sources {
+		quoted[i] = "'" + src + "'"
+	}
+	return "[" + strings.Join(quoted, ", ") + "]"
 }
 
 func (st *stream) WindowPulled(c *stats.Cycle, n int) {

@@ -263,6 +263,7 @@ func TestSlotsEdgesFiltersAndRestart(t *testing.T) {
 		"messages (total/dropped/other_region/duplicated/generated): ",
 		`tag template used: \"cloud.aws.cloudtrail.{event_type}.123456789012.us-east-1.1\"`,
 		"Starting data collection every 60 seconds",
+		`Starting a new pulling from \"['s3.amazonaws.com', 'ec2.amazonaws.com']\" source at \"`,
 	} {
 		if !strings.Contains(log, line) {
 			t.Errorf("log lacks %s", line)

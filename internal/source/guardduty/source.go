@@ -178,6 +178,9 @@ func (s *Source) Run(ctx context.Context, out pipeline.Emitter) error {
 	stats.LogStartingCollection(s.log, period)
 	for {
 		c := stats.NewCycle(s.log, s.o.Stats, s.now())
+		// The product's GuardDuty puller logs no start line; this one says
+		// what every other service's says, naming what is read.
+		c.LogStarting("GuardDuty findings", "")
 		s.cycle(ctx, out, c)
 		if ctx.Err() != nil {
 			return nil

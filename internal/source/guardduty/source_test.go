@@ -263,6 +263,10 @@ func TestDetectorGoneOrSuspendedWarnsOnce(t *testing.T) {
 	if n := strings.Count(log, "Total event received: "); n < 3 {
 		t.Errorf("%d cycle total lines, want several", n)
 	}
+	// Every cycle starts with its line, and ends with its totals.
+	if starts, totals := strings.Count(log, `msg="Starting a new pulling from \"GuardDuty findings\" at \"`), strings.Count(log, "Total event received: "); starts != totals && starts != totals+1 {
+		t.Errorf("%d start lines for %d cycle totals\n%s", starts, totals, log)
+	}
 	if !strings.Contains(log, `msg="Total event received: 20, and sent: 20"`) {
 		t.Errorf("no first-cycle totals line\n%s", log)
 	}

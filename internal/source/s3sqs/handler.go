@@ -137,6 +137,7 @@ func (w *work) object(o s3notify.Object) error {
 	}
 	if o.Size == 0 {
 		c.EmptyObjects.Add(1)
+		s.log.Debug("object skipped", "bucket", o.Bucket, "key", o.Key, "reason", "announced empty")
 		return nil
 	}
 	region := o.Region
@@ -172,6 +173,9 @@ func (w *work) object(o s3notify.Object) error {
 		w.cyc.AddGenerated(events)
 	}
 	if err == nil {
+		// One line per object, never per event.
+		s.log.Debug("object read", "bucket", o.Bucket, "key", o.Key, "events", events,
+			"bytes", rd.cap.n, "took", time.Since(w.now).Round(time.Millisecond))
 		return nil
 	}
 	oe := &ObjectError{Bucket: o.Bucket, Key: o.Key, Events: events, Err: err}

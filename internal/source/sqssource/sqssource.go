@@ -67,8 +67,10 @@ const (
 	// generated N message(s), detected_event_types: […], …` when it ends
 	// (service-events-all, sqs-cloudwatch-consumer).
 	EventLines Lines = iota + 1
-	// S3Lines: `Received N response(s), messages (fromSQS/generated): N/N,
-	// discarded files: N, …` when a cycle ends (the S3+SQS services).
+	// S3Lines: the same `Starting a new pulling from "<queue>" queue at
+	// "<time>"` when a cycle starts, and `Received N response(s), messages
+	// (fromSQS/generated): N/N, discarded files: N, …` when it ends (the
+	// S3+SQS services).
 	S3Lines
 )
 
@@ -231,16 +233,17 @@ func (u *Unit) Run(ctx context.Context, out pipeline.Emitter) error {
 func (u *Unit) startCycle() {
 	c := stats.NewCycle(u.log, u.o.Stats, time.Now())
 	u.cycle.Store(c)
-	if u.lines == EventLines {
-		c.LogStarting(u.o.Service.QueueName, "queue")
-	}
+	c.LogStarting(u.o.Service.QueueName, "queue")
 }
 
 // onCycle ends the cycle in progress with its line, and starts the next
-// unless the run is ending.
+// unless the run is ending. Its avg_time_per_source_message is the mean
+// time the handler spent on a message, not the cycle's time per receive:
+// an idle queue's long polls would read as a multi-second delay.
 func (u *Unit) onCycle(ec sqsengine.Cycle) {
 	c := u.cycle.Load()
 	c.AddResponses(ec.Receives)
+	c.SetHandled(ec.Handled, ec.HandleTime)
 	switch u.lines {
 	case EventLines:
 		c.LogEventsReceived()
