@@ -178,7 +178,10 @@ func TestCWLogsDiscoveryLateEventsKillAndNewGroup(t *testing.T) {
 		}
 	}
 	st.Close()
-	if before == 0 || before >= len(w.want) || len(cps) == 0 {
+	w.mu.Lock()
+	written := len(w.want) // the live writer may still be adding
+	w.mu.Unlock()
+	if before == 0 || before >= written || len(cps) == 0 {
 		t.Fatalf("%d events delivered and %d checkpoints saved before the kill: it did not land mid-way", before, len(cps))
 	}
 
