@@ -66,9 +66,6 @@ func Run(stop context.Context, cfg *config.Config, stdout, stderr io.Writer) err
 		return err
 	}
 	defer closeOutputs(outs)
-	if err := checkOutputs(stop, outs, log); err != nil {
-		return err
-	}
 
 	units, err := buildUnits(stop, cfg, store, reg, log)
 	if err != nil {
@@ -90,6 +87,12 @@ func Run(stop context.Context, cfg *config.Config, stdout, stderr io.Writer) err
 	go self.Run(bg, selflog.NewOutputs(pouts))
 
 	p := pipeline.New(log, pipeline.Options{
+		InFlightBytes: cfg.Globals.InFlightMaxBytes,
+		// The start-up probe runs beside the sources: the first events
+		// leave while it holds its connection. A rejected certificate
+		// still stops the collector, and nothing was delivered then
+		// (the output settles what it holds Failed: see devo.Sender.Run).
+		Check: func(ctx context.Context) error { return checkOutputs(ctx, outs, log) },
 		UnitState: func(unit, state string, err error) {
 			switch state {
 			case "running":
