@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
@@ -37,6 +38,11 @@ func Run(stop context.Context, cfg *config.Config, stdout, stderr io.Writer) err
 	})
 	log := slog.New(self)
 	log.Info("collector starting", "version", Version, "config", cfg.Path, "persistence", cfg.Globals.PersistenceDir)
+
+	if limit := memoryLimit(cfg.Globals); limit > 0 {
+		debug.SetMemoryLimit(limit)
+		log.Debug("memory limit set", "bytes", limit)
+	}
 
 	if err := os.MkdirAll(cfg.Globals.PersistenceDir, 0o700); err != nil {
 		return fmt.Errorf("create persistence directory: %w", err)
@@ -118,6 +124,24 @@ func Run(stop context.Context, cfg *config.Config, stdout, stderr io.Writer) err
 	}
 	log.Info("collector stopped")
 	return nil
+}
+
+// memoryLimit is the soft memory limit for the Go runtime, 0 for none. The
+// in-flight budget bounds what events hold; without a limit the garbage
+// collector would still let the heap grow to twice what is live before
+// collecting (GOGC), so the process would use about twice the budget. A
+// GOMEMLIMIT in the environment wins.
+func memoryLimit(g config.Globals) int64 {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return 0
+	}
+	if g.MemoryLimitBytes > 0 {
+		return g.MemoryLimitBytes
+	}
+	if g.InFlightMaxBytes > 0 {
+		return g.InFlightMaxBytes + 32<<20
+	}
+	return 0
 }
 
 func baseHandler(cfg *config.Config, w io.Writer) slog.Handler {

@@ -40,7 +40,11 @@ type Globals struct {
 	// InFlightMaxBytes (extension in_flight_max_size_in_mb) bounds the
 	// memory of events between their source and their last fate, across
 	// all outputs; 0 = unbounded.
-	InFlightMaxBytes     int64
+	InFlightMaxBytes int64
+	// MemoryLimitBytes (extension memory_limit_in_mb) is the Go runtime's
+	// soft memory limit; 0 = InFlightMaxBytes + 32 MiB (none when the
+	// in-flight bound is off, or when GOMEMLIMIT is set).
+	MemoryLimitBytes     int64
 	QueueMaxElapsed      time.Duration
 	QueueWrapMaxMessages int
 	QueueGenerateMetrics bool

@@ -425,6 +425,12 @@ func (w *worker) settleDue(now time.Time) {
 	if w.head == len(w.inflight) {
 		w.inflight = w.inflight[:0]
 		w.head = 0
+	} else if w.head > 1024 && w.head > len(w.inflight)/2 {
+		// Under a steady load the slice is never empty: without this it
+		// would grow by every write ever made on the connection.
+		rest := copy(w.inflight, w.inflight[w.head:])
+		clear(w.inflight[rest:])
+		w.inflight, w.head = w.inflight[:rest], 0
 	}
 }
 
