@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
@@ -38,6 +39,11 @@ func Run(stop context.Context, cfg *config.Config, stdout, stderr io.Writer) err
 	log := slog.New(self)
 	log.Info("collector starting", "version", Version, "config", cfg.Path, "persistence", cfg.Globals.PersistenceDir)
 
+	if limit := memoryLimit(cfg.Globals); limit > 0 {
+		debug.SetMemoryLimit(limit)
+		log.Debug("memory limit set", "bytes", limit)
+	}
+
 	if err := os.MkdirAll(cfg.Globals.PersistenceDir, 0o700); err != nil {
 		return fmt.Errorf("create persistence directory: %w", err)
 	}
@@ -66,9 +72,6 @@ func Run(stop context.Context, cfg *config.Config, stdout, stderr io.Writer) err
 		return err
 	}
 	defer closeOutputs(outs)
-	if err := checkOutputs(stop, outs, log); err != nil {
-		return err
-	}
 
 	units, err := buildUnits(stop, cfg, store, reg, log)
 	if err != nil {
@@ -90,6 +93,12 @@ func Run(stop context.Context, cfg *config.Config, stdout, stderr io.Writer) err
 	go self.Run(bg, selflog.NewOutputs(pouts))
 
 	p := pipeline.New(log, pipeline.Options{
+		InFlightBytes: cfg.Globals.InFlightMaxBytes,
+		// The start-up probe runs beside the sources: the first events
+		// leave while it holds its connection. A rejected certificate
+		// still stops the collector, and nothing was delivered then
+		// (the output settles what it holds Failed: see devo.Sender.Run).
+		Check: func(ctx context.Context) error { return checkOutputs(ctx, outs, log) },
 		UnitState: func(unit, state string, err error) {
 			switch state {
 			case "running":
@@ -115,6 +124,24 @@ func Run(stop context.Context, cfg *config.Config, stdout, stderr io.Writer) err
 	}
 	log.Info("collector stopped")
 	return nil
+}
+
+// memoryLimit is the soft memory limit for the Go runtime, 0 for none. The
+// in-flight budget bounds what events hold; without a limit the garbage
+// collector would still let the heap grow to twice what is live before
+// collecting (GOGC), so the process would use about twice the budget. A
+// GOMEMLIMIT in the environment wins.
+func memoryLimit(g config.Globals) int64 {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return 0
+	}
+	if g.MemoryLimitBytes > 0 {
+		return g.MemoryLimitBytes
+	}
+	if g.InFlightMaxBytes > 0 {
+		return g.InFlightMaxBytes + 32<<20
+	}
+	return 0
 }
 
 func baseHandler(cfg *config.Config, w io.Writer) slog.Handler {

@@ -130,3 +130,24 @@ func TestCollectorDetailsAndQueueMetrics(t *testing.T) {
 		t.Errorf("records while both keys are off:\n%s", stderr)
 	}
 }
+
+// The soft memory limit follows the in-flight bound unless set, and
+// GOMEMLIMIT in the environment wins over both.
+func TestMemoryLimit(t *testing.T) {
+	t.Setenv("GOMEMLIMIT", "")
+	g := config.Globals{InFlightMaxBytes: 96 << 20}
+	if got := memoryLimit(g); got != 128<<20 {
+		t.Errorf("derived limit %d, want %d", got, 128<<20)
+	}
+	g.MemoryLimitBytes = 300 << 20
+	if got := memoryLimit(g); got != 300<<20 {
+		t.Errorf("set limit %d, want %d", got, 300<<20)
+	}
+	if got := memoryLimit(config.Globals{}); got != 0 {
+		t.Errorf("no bound, no limit: got %d", got)
+	}
+	t.Setenv("GOMEMLIMIT", "1GiB")
+	if got := memoryLimit(g); got != 0 {
+		t.Errorf("with GOMEMLIMIT set: %d, want 0 (left to the runtime)", got)
+	}
+}

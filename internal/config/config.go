@@ -35,8 +35,16 @@ type Globals struct {
 	Debug          bool   // debug || debug_status
 	LogFormat      string // extension log_format: "text" (default) | "json"
 
-	QueueMaxMessages     int
-	QueueMaxBytes        int64 // queue_max_size_in_mb in bytes
+	QueueMaxMessages int
+	QueueMaxBytes    int64 // queue_max_size_in_mb in bytes
+	// InFlightMaxBytes (extension in_flight_max_size_in_mb) bounds the
+	// memory of events between their source and their last fate, across
+	// all outputs; 0 = unbounded.
+	InFlightMaxBytes int64
+	// MemoryLimitBytes (extension memory_limit_in_mb) is the Go runtime's
+	// soft memory limit; 0 = InFlightMaxBytes + 32 MiB (none when the
+	// in-flight bound is off, or when GOMEMLIMIT is set).
+	MemoryLimitBytes     int64
 	QueueMaxElapsed      time.Duration
 	QueueWrapMaxMessages int
 	QueueGenerateMetrics bool

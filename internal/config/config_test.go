@@ -77,7 +77,8 @@ func TestCompleteExampleLoads(t *testing.T) {
 		t.Errorf("output defaults %+v", o)
 	}
 	g := c.Globals
-	if g.QueueMaxBytes != 256<<20 || g.QueueMaxMessages != 10000 || g.GzipThreshold != 1.1 || g.CompressionBuffer != 51200 || g.LogFormat != "text" || g.QueueWrapMaxMessages != 100 {
+	if g.QueueMaxBytes != 256<<20 || g.QueueMaxMessages != 10000 || g.GzipThreshold != 1.1 || g.CompressionBuffer != 51200 || g.LogFormat != "text" || g.QueueWrapMaxMessages != 100 ||
+		g.InFlightMaxBytes != 96<<20 || g.MemoryLimitBytes != 0 {
 		t.Errorf("globals %+v", g)
 	}
 	in := c.Inputs[0]
@@ -284,6 +285,21 @@ func TestGlobalOverridesMerge(t *testing.T) {
 	g := c.Globals
 	if !g.Debug || g.QueueMaxBytes != 64<<20 || g.Name != "my_collector_1" || g.PersistenceDir != "/var/state" {
 		t.Errorf("globals %+v", g)
+	}
+}
+
+// The memory keys are read in MiB; 0 turns the in-flight bound off.
+func TestMemoryKeys(t *testing.T) {
+	body := "globals: {in_flight_max_size_in_mb: 0, memory_limit_in_mb: 300}\n" + withServices("{aws-guardduty: {}}")
+	c, errs := load(t, "c.yaml", body)
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	if g := c.Globals; g.InFlightMaxBytes != 0 || g.MemoryLimitBytes != 300<<20 {
+		t.Errorf("globals %+v", g)
+	}
+	if _, errs := load(t, "c.yaml", "globals: {in_flight_max_size_in_mb: -1}\n"+withServices("{aws-guardduty: {}}")); errs == nil {
+		t.Error("a negative in_flight_max_size_in_mb was accepted")
 	}
 }
 

@@ -237,7 +237,7 @@ func (d *decoder) globals(g *value) {
 		"queue_wrap_max_size_in_messages", "queue_generate_metrics", "sender_stats_period_in_sec",
 		"devo_sender_threshold_for_using_gzip_in_transport_layer", "devo_sender_compression_level",
 		"devo_sender_compression_buffer_in_bytes", "generate_collector_details", "multiprocessing",
-		"internal_global_messages", "metrics_listen")
+		"internal_global_messages", "metrics_listen", "in_flight_max_size_in_mb", "memory_limit_in_mb")
 	gl := &d.c.Globals
 	gl.ID = d.idValue(g, "id", p, "not_used")
 	name := d.str(g, "name", p, "aws_collector")
@@ -285,6 +285,8 @@ func (d *decoder) globals(g *value) {
 	}
 	gl.QueueMaxMessages = d.integer(g, "queue_max_size_in_messages", p, 10000, 1, math.MaxInt32)
 	gl.QueueMaxBytes = int64(d.integer(g, "queue_max_size_in_mb", p, 256, 1, math.MaxInt32)) << 20
+	gl.InFlightMaxBytes = int64(d.integer(g, "in_flight_max_size_in_mb", p, 96, 0, math.MaxInt32)) << 20
+	gl.MemoryLimitBytes = int64(d.integer(g, "memory_limit_in_mb", p, 0, 0, math.MaxInt32)) << 20
 	gl.QueueMaxElapsed = seconds(d.integer(g, "queue_max_elapsed_time_in_sec", p, 60, 1, math.MaxInt32))
 	gl.QueueWrapMaxMessages = d.integer(g, "queue_wrap_max_size_in_messages", p, 100, 1, math.MaxInt32)
 	gl.QueueGenerateMetrics = d.boolean(g, "queue_generate_metrics", p, false)

@@ -48,6 +48,7 @@ type Event struct {
 	batch *Batch
 	unit  *Counters    // the emitting unit's counters, nil outside a unit
 	ref   *Ref         // released once every output has reported, if set
+	held  *Budget      // given back its cost once every output has reported, if set
 	left  atomic.Int32 // outputs that have not reported a fate yet
 	bad   atomic.Bool  // some output reported Failed
 }
@@ -110,7 +111,7 @@ func NewEvent(b *Batch, tag string, t time.Time, payload []byte) *Event {
 // address in the slab. A slab stays in memory while any of its events does.
 func (e *Event) Init(b *Batch, tag string, t time.Time, payload []byte) {
 	e.Tag, e.Time, e.Payload, e.batch, e.Clean, e.WriteAhead = tag, t, payload, b, false, false
-	e.ref = nil
+	e.ref, e.held = nil, nil
 }
 
 // Size is the number of bytes the event counts for in a queue's byte bound.
@@ -135,10 +136,19 @@ func (e *Event) settle(f Fate) {
 	}
 	// The shared hold goes before the batch may fire: once a batch is done
 	// its source may end, and the payload memory is free for reuse now.
+	var held *Budget
+	var cost int64
+	if last && e.held != nil {
+		held, cost = e.held, e.cost()
+		e.held = nil
+	}
 	if last && e.ref != nil {
 		ref := e.ref
 		e.ref = nil
 		ref.Release()
+	}
+	if held != nil {
+		held.release(cost)
 	}
 	if b != nil {
 		b.settle(f)

@@ -13,7 +13,8 @@ import (
 
 // Emitter takes a source's events towards every output.
 type Emitter interface {
-	// Emit hands ev to every output, waiting while an output's queue is full.
+	// Emit hands ev to every output, waiting while an output's queue is full
+	// or the pipeline's in-flight budget is spent.
 	// It registers one pending fate per output in the event's batch before
 	// queueing. If ctx ends first it returns ctx.Err(); the copies that could
 	// not be queued are settled Failed, so the batch still settles.
@@ -66,6 +67,15 @@ type Options struct {
 	RestartMax   time.Duration // backoff cap [60s]
 	HealthyAfter time.Duration // a unit that ran this long starts its backoff over [1m]
 	DrainTimeout time.Duration // how long outputs may take to drain at shutdown [30s]
+	// InFlightBytes bounds the memory held by events from their emission
+	// to their last fate, across all units and outputs (see Budget);
+	// 0 leaves it unbounded.
+	InFlightBytes int64
+	// Check, when set, runs beside the outputs and units from the start
+	// (an output's start-up probe); an error from it stops the pipeline
+	// like a failed output, and Run returns it. Sources do not wait for it:
+	// their events wait in the queues, or go out while it runs.
+	Check func(ctx context.Context) error
 	// UnitState, when set, is told each unit's state changes: "running",
 	// "restarting" (with the error) and "stopped".
 	UnitState func(unit, state string, err error)
@@ -77,6 +87,7 @@ type Pipeline struct {
 	opts    Options
 	outputs []*Output
 	units   []Unit
+	budget  *Budget
 }
 
 // New returns a pipeline. Every event of every unit goes to every output.
@@ -93,8 +104,11 @@ func New(log *slog.Logger, opts Options, outputs []*Output, units []Unit) *Pipel
 	if opts.DrainTimeout <= 0 {
 		opts.DrainTimeout = 30 * time.Second
 	}
-	return &Pipeline{log: log, opts: opts, outputs: outputs, units: units}
+	return &Pipeline{log: log, opts: opts, outputs: outputs, units: units, budget: NewBudget(opts.InFlightBytes)}
 }
+
+// Budget is the pipeline's in-flight bound, nil when unbounded.
+func (p *Pipeline) Budget() *Budget { return p.budget }
 
 // Emit implements Emitter.
 func (p *Pipeline) Emit(ctx context.Context, ev *Event) error {
@@ -102,6 +116,15 @@ func (p *Pipeline) Emit(ctx context.Context, ev *Event) error {
 		ev.batch.add(len(p.outputs))
 	}
 	ev.left.Store(int32(len(p.outputs)))
+	if b := p.budget; b != nil && len(p.outputs) > 0 {
+		if err := b.acquire(ctx, ev.cost()); err != nil {
+			for range p.outputs {
+				ev.settle(Failed)
+			}
+			return err
+		}
+		ev.held = b
+	}
 	for i, o := range p.outputs {
 		if err := o.Queue.Put(ctx, ev); err != nil {
 			for range p.outputs[i:] {
@@ -126,7 +149,7 @@ func (p *Pipeline) Run(stop, hard context.Context) error {
 	defer cancelSinks()
 
 	var sinkWG sync.WaitGroup
-	sinkErr := make(chan error, len(p.outputs))
+	sinkErr := make(chan error, len(p.outputs)+1)
 	for _, o := range p.outputs {
 		sinkWG.Add(1)
 		go func() {
@@ -145,6 +168,15 @@ func (p *Pipeline) Run(stop, hard context.Context) error {
 		go func() {
 			defer unitWG.Done()
 			p.runUnit(unitCtx, hard, u)
+		}()
+	}
+
+	if p.opts.Check != nil {
+		go func() {
+			// An error after stop (the check cut short) is no failure.
+			if err := p.opts.Check(unitCtx); err != nil && unitCtx.Err() == nil {
+				sinkErr <- err
+			}
 		}()
 	}
 

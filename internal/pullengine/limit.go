@@ -25,7 +25,8 @@ var shared struct {
 type limiterKey struct{ account, region, api string }
 
 // SharedLimiter returns the process's limiter for api in (account, region),
-// creating it with n requests per per on first use. Later calls return the
+// creating it with n requests per per on first use, its quota spent (the
+// first request waits per). Later calls return the
 // same limiter whatever their n and per.
 func SharedLimiter(account, region, api string, n int, per time.Duration) *Limiter {
 	shared.mu.Lock()
@@ -37,6 +38,15 @@ func SharedLimiter(account, region, api string, n int, per time.Duration) *Limit
 	l, ok := shared.m[k]
 	if !ok {
 		l = NewLimiter(n, per)
+		// The quota starts spent: a collector restarted right after a
+		// crash (or by its service manager) cannot know what the process
+		// before it sent in the last period, and the server counts both.
+		// So the first request waits one period. (Before sources started
+		// beside the outputs' start-up probe, its 2 s hid this.)
+		now := l.now()
+		for i := range l.slots {
+			l.slots[i].done = now
+		}
 		shared.m[k] = l
 	}
 	return l

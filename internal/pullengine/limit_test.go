@@ -63,3 +63,21 @@ func TestLimiterHoldsQuotaUnderJitter(t *testing.T) {
 	r1()
 	r2()
 }
+
+// A process's shared limiter starts with its quota spent, so that a
+// restarted collector and the one before it stay within the quota together.
+func TestSharedLimiterStartsSpent(t *testing.T) {
+	const per = 300 * time.Millisecond
+	l := SharedLimiter("starts-spent", "us-east-1", "test.Api", 2, per)
+	start := time.Now()
+	for range 2 {
+		release, err := l.Acquire(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		release()
+	}
+	if d := time.Since(start); d < per {
+		t.Errorf("first requests after %v, want at least one period (%v)", d, per)
+	}
+}

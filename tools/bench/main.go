@@ -54,6 +54,7 @@ func main() {
 	outDir := flag.String("out", "bench/results", "directory for the markdown report")
 	flag.BoolVar(&keepDir, "keep", false, "keep each scenario's directory (config, collector.log) and print its path")
 	output := flag.String("output", "", `extra keys for the Devo output's config, e.g. "ack_settle: 100ms" (default: none)`)
+	globals := flag.String("globals", "", `extra keys for the collector's globals, e.g. "in_flight_max_size_in_mb: 32" (default: none)`)
 	flag.BoolVar(&verbose, "v", false, "print progress every second")
 	timeout := flag.Duration("timeout", 15*time.Minute, "give up after this long")
 	flag.Parse()
@@ -68,6 +69,11 @@ func main() {
 	for kv := range strings.SplitSeq(*output, ",") {
 		if kv = strings.TrimSpace(kv); kv != "" {
 			outputExtra += "      " + kv + "\n"
+		}
+	}
+	for kv := range strings.SplitSeq(*globals, ",") {
+		if kv = strings.TrimSpace(kv); kv != "" {
+			globalsExtra += "  " + kv + "\n"
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)

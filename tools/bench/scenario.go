@@ -34,6 +34,9 @@ const bucket = "bench-logs"
 // keepDir keeps the scenario's directory (config, collector.log, state).
 var keepDir, verbose bool
 
+// globalsExtra is YAML added to the collector's globals (-globals).
+var globalsExtra string
+
 // outputExtra is YAML added to the Devo output's config block (-output).
 var outputExtra string
 
@@ -348,7 +351,7 @@ func writeCollectorConfig(dir, endpoint, queue, scenario string, port int, set *
 globals:
   name: bench
   persistence: {type: filesystem, config: {directory_name: state}}
-outputs:
+%soutputs:
   devo:
     type: devo_platform
     config:
@@ -366,7 +369,7 @@ outputs:
     services:
       %s
         sqs_queue_name: %s
-`, port, set.CA, set.ClientCert, set.ClientKey, outputExtra, endpoint, service, queue)
+`, globalsExtra, port, set.CA, set.ClientCert, set.ClientKey, outputExtra, endpoint, service, queue)
 	if err := os.MkdirAll(filepath.Join(dir, "config"), 0o755); err != nil {
 		return "", err
 	}

@@ -104,6 +104,7 @@ func (s *Sender) dial(ctx context.Context, gz bool) (*conn, error) {
 }
 
 func (s *Sender) authError(alert string) *AuthError {
+	s.rejected.Store(true)
 	return &AuthError{Address: s.opts.Address, Port: s.opts.Port, Alert: alert, Cert: s.opts.Cert, Key: s.opts.Key}
 }
 

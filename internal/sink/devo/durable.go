@@ -62,6 +62,10 @@ type durable struct {
 
 	journaled atomic.Int64
 	spooled   atomic.Int64
+
+	// refused, when set, reports that the output's certificate was
+	// rejected before it ever worked (Sender.refused): nothing is spooled.
+	refused func() bool
 }
 
 func newDurable(opts *Options, log *slog.Logger, p, lane *pool, down func() bool, fill func(*pipeline.Queue) float64, downNotify <-chan struct{}) *durable {
@@ -346,6 +350,10 @@ func (d *durable) spoolRest(evs []*pipeline.Event) bool {
 		d.log.Warn("events unsent at shutdown and no spool", "events", len(evs))
 		return false
 	}
+	if d.refused != nil && d.refused() {
+		d.log.Warn("events unsent: client certificate rejected, not spooling them", "events", len(evs))
+		return false
+	}
 	if err := d.spool.Append(evs); err != nil {
 		d.log.Error("spool unsent events at shutdown failed", "events", len(evs), "err", err)
 		return false
@@ -407,7 +415,7 @@ func (d *durable) spoolWhileDown(ctx context.Context, in *pipeline.Queue, stop c
 			continue
 		}
 		total := 0
-		for d.down() && d.fill(in) >= 0.5 && ctx.Err() == nil {
+		for d.down() && d.fill(in) >= 0.5 && ctx.Err() == nil && (d.refused == nil || !d.refused()) {
 			d.mu.Lock()
 			buf = in.TryGet(buf, 1024)
 			if len(buf) == 0 {

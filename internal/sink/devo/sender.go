@@ -59,6 +59,7 @@ type Sender struct {
 	dur *durable
 
 	everHealthy atomic.Bool // some connection passed the start-up probe
+	rejected    atomic.Bool // some connection's client certificate was rejected
 	up          atomic.Int32
 	downNotify  chan struct{} // a token: up dropped to 0
 	connects    atomic.Int64
@@ -97,6 +98,7 @@ func New(opts Options) (*Sender, error) {
 	}
 	s.pool.wake, s.lane.wake = s.wakeAll, s.wakeAll
 	s.dur = newDurable(&s.opts, s.log, &s.pool, &s.lane, s.down, s.fill, s.downNotify)
+	s.dur.refused = s.refused
 	if opts.TLS {
 		cfg, err := tlsConfig(&s.opts)
 		if err != nil {
@@ -138,6 +140,13 @@ func (s *Sender) Check(ctx context.Context) error {
 	c.closeNow(errors.New("check done"))
 	return nil
 }
+
+// refused reports that the receiver rejected the client certificate and no
+// connection was ever healthy: the output cannot work with this
+// configuration. Its events are then not spooled (a spool would count them
+// Delivered, and their sources would let go of data that never left): they
+// are settled Failed, so the sources read them again on the next start.
+func (s *Sender) refused() bool { return s.rejected.Load() && !s.everHealthy.Load() }
 
 // item is an event and where its fate goes: the queue, or a spool replay
 // chunk.

@@ -12,12 +12,17 @@ import (
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 )
 
-// flight is an event written to the current connection, waiting for its
-// settle deadline (unix nanoseconds).
+// flight is one write to the current connection: its events, waiting for
+// their settle deadline (unix nanoseconds). One record per write rather than
+// per event: a write carries hundreds of short events, and every byte held
+// per unsettled event counts against the in-flight budget.
 type flight struct {
-	it       item
+	its      []item
 	deadline int64
 }
+
+// maxSpareItems bounds the item slices a worker keeps for its next writes.
+const maxSpareItems = 64
 
 // worker owns one connection at a time and moves events from the pool and
 // the queue onto it.
@@ -39,6 +44,7 @@ type worker struct {
 	bufSince time.Time
 	inflight []flight // written, not yet settled; deadlines ascend
 	head     int
+	spare    [][]item // emptied item slices of settled writes, for bufItems
 	evs      []*pipeline.Event
 
 	zbuf bytes.Buffer
@@ -116,7 +122,7 @@ func (w *worker) run(ctx context.Context) (err error) {
 				w.flush() // idle: nothing more to add to this write
 				continue
 			}
-			if w.closed && !w.s.dur.replaying() && w.s.pool.n.Load() == 0 && w.s.lane.n.Load() == 0 && (w.c == nil || w.head == len(w.inflight)) {
+			if w.closed && !w.s.dur.replaying() && w.s.pool.n.Load() == 0 && w.s.lane.n.Load() == 0 && (w.c == nil || w.settled()) {
 				return nil
 			}
 			w.wait(ctx)
@@ -383,11 +389,11 @@ func (w *worker) flush() bool {
 	w.log.DebugContext(logLocal, "batch written", "events", len(w.bufItems), "bytes", len(data), "gzip", c.gzip) // one line per write, never per event; local: delivered, it would cause the next write
 	c.lastWrite = now
 	deadline := max(now.Add(w.s.opts.AckSettle).UnixNano(), c.start.Add(w.s.opts.ProbeTimeout).UnixNano())
-	for _, it := range w.bufItems {
-		w.inflight = append(w.inflight, flight{it: it, deadline: deadline})
+	w.inflight = append(w.inflight, flight{its: w.bufItems, deadline: deadline})
+	w.bufItems = nil
+	if n := len(w.spare); n > 0 {
+		w.bufItems, w.spare = w.spare[n-1], w.spare[:n-1]
 	}
-	clear(w.bufItems)
-	w.bufItems = w.bufItems[:0]
 	w.buf = w.buf[:0]
 	return true
 }
@@ -409,13 +415,16 @@ func (w *worker) settleDue(now time.Time) {
 		if f.deadline > t || !c.aliveAt(f.deadline) {
 			break
 		}
-		w.s.settle(f.it, pipeline.Delivered)
-		if f.it.rc != nil {
-			w.laneHeld--
+		for _, it := range f.its {
+			w.s.settle(it, pipeline.Delivered)
+			if it.rc != nil {
+				w.laneHeld--
+			}
 		}
+		n += len(f.its)
+		w.recycle(f.its)
 		w.inflight[w.head] = flight{}
 		w.head++
-		n++
 	}
 	if n > 0 {
 		w.releaseLane()
@@ -423,11 +432,36 @@ func (w *worker) settleDue(now time.Time) {
 		c.settled = true
 		w.sendBO.reset()
 	}
-	if w.head == len(w.inflight) {
+	if w.settled() {
 		w.inflight = w.inflight[:0]
 		w.head = 0
+	} else if w.head > 64 && w.head > len(w.inflight)/2 {
+		// Under a steady load the slice is never empty: without this it
+		// would grow by every write ever made on the connection.
+		rest := copy(w.inflight, w.inflight[w.head:])
+		clear(w.inflight[rest:])
+		w.inflight, w.head = w.inflight[:rest], 0
 	}
 }
+
+// recycle keeps an emptied item slice of a settled write for a later one.
+func (w *worker) recycle(its []item) {
+	clear(its)
+	if len(w.spare) < maxSpareItems {
+		w.spare = append(w.spare, its[:0])
+	}
+}
+
+// unsettled returns the items of every write not settled yet, in order.
+func (w *worker) unsettled(dst []item) []item {
+	for _, f := range w.inflight[w.head:] {
+		dst = append(dst, f.its...)
+	}
+	return dst
+}
+
+// settled reports whether every write has settled.
+func (w *worker) settled() bool { return w.head == len(w.inflight) }
 
 // lost handles a dead connection: writes it outlived by AckSettle are
 // delivered, the rest go back in front of pending for a resend. It returns
@@ -440,10 +474,7 @@ func (w *worker) lost(ctx context.Context) error {
 	deadAt := c.deadAt.Load()
 	w.settleDue(time.Unix(0, deadAt))
 	w.c = nil
-	resend := make([]item, 0, len(w.inflight)-w.head+len(w.bufItems)+len(w.pending))
-	for _, f := range w.inflight[w.head:] {
-		resend = append(resend, f.it)
-	}
+	resend := w.unsettled(make([]item, 0, len(w.bufItems)+len(w.pending)))
 	resend = append(resend, w.bufItems...)
 	resend = append(resend, w.pending...)
 	n := len(resend) - len(w.pending)
@@ -497,7 +528,7 @@ func (w *worker) retire(ctx context.Context) error {
 			return w.lost(ctx)
 		}
 		w.settleDue(time.Now())
-		if w.head == len(w.inflight) && c.healthy {
+		if w.settled() && c.healthy {
 			break
 		}
 		d, _ := w.nextDeadline()
@@ -530,16 +561,13 @@ func (w *worker) exit(ctx context.Context) {
 			w.settleDue(time.Now())
 			w.c = nil
 		}
-		if ctx.Err() == nil && c.deadAt.Load() == 0 && w.head == len(w.inflight) && len(w.bufItems) == 0 {
+		if ctx.Err() == nil && c.deadAt.Load() == 0 && w.settled() && len(w.bufItems) == 0 {
 			w.s.closeGracefully(c)
 		} else {
 			c.closeNow(errors.New("output stopping"))
 		}
 	}
-	var held []item
-	for _, f := range w.inflight[w.head:] {
-		held = append(held, f.it)
-	}
+	held := w.unsettled(nil)
 	held = append(held, w.bufItems...)
 	held = append(held, w.pending...)
 	w.inflight, w.bufItems, w.pending = nil, nil, nil

@@ -24,9 +24,9 @@ func appendPayload(dst []byte, rec *cloudtrail.Record, id string) ([]byte, error
 }
 
 // Sizes of an arena's blocks and slabs. A payload is carved from a block
-// and its event taken from a slab, so a CloudTrail object costs one
-// allocation per block of payloads and per slab of events instead of two per
-// record.
+// and its event taken from the block's own slabs, so a CloudTrail object
+// costs no allocation per record, and, once blocks are reused, none per
+// block either.
 const (
 	arenaBlock = 256 << 10
 	// arenaMaxPart: a larger payload gets an allocation of its own (and
@@ -34,6 +34,11 @@ const (
 	// a block nor is kept in memory by its neighbours.
 	arenaMaxPart = arenaBlock / 8
 	arenaSlab    = 64 // events per slab
+	// maxKeptSlabs bounds the slabs a block keeps for its next use (40
+	// slabs: 2,560 events, enough for a block of 100-byte lines); the
+	// slabs of a block of tinier payloads beyond that are left to the
+	// garbage collector when it goes back to the pool.
+	maxKeptSlabs = 40
 )
 
 // arena hands out payload buffers and events for one object: CloudTrail
@@ -45,25 +50,33 @@ const (
 // writes into it again. A steady stream of objects thus reuses a few blocks
 // instead of giving the garbage collector the whole decompressed volume.
 //
-// Events come from slabs that are never reused: a slab is dropped when used
-// up and the garbage collector frees it once no event of it is alive.
+// The events of a block's payloads come from slabs the block owns, reused
+// with it: an event is read by nobody once its last fate is reported (the
+// pipeline's "never read after settle" rule), which is when its hold on the
+// block ends. Reusing them matters as much as reusing the payload bytes: a
+// short line costs about as much memory in its event as in its text, and
+// fresh event slabs were half of what the collector allocated on VPC Flow,
+// each collection scanning them for pointers.
 type arena struct {
-	cur  *block           // the block being carved, nil before the first
-	free []byte           // unused part of cur
-	slab []pipeline.Event // unused events of the current slab
+	cur  *block // the block being carved, nil before the first
+	free []byte // unused part of cur
 }
 
-// block is one payload block and the count of its holders.
+// block is one payload block, the events of its payloads, and the count of
+// their holders.
 type block struct {
-	buf []byte
-	ref pipeline.Ref
-	put func() // b.recycle, made once
+	buf   []byte
+	ref   pipeline.Ref
+	put   func()             // b.recycle, made once
+	slabs [][]pipeline.Event // events for this block's payloads, kept across uses
+	used  int                // events handed out in this use
 }
 
-// freeBlocks holds idle blocks for reuse: at most maxFreeBlocks (16 MiB),
-// the rest of a burst's blocks are left to the garbage collector. A
-// sync.Pool would hand memory back when idle, but drops blocks at every other
-// collection, which with CloudTrail's allocation rate is most of them.
+// freeBlocks holds idle blocks for reuse: at most maxFreeBlocks (16 MiB of
+// payload, and their slabs), the rest of a burst's blocks are left to the
+// garbage collector. A sync.Pool would hand memory back when idle, but drops
+// blocks at every other collection, which with CloudTrail's allocation rate
+// is most of them.
 var freeBlocks = make(chan *block, maxFreeBlocks)
 
 const maxFreeBlocks = 64
@@ -85,6 +98,7 @@ func getBlock() *block {
 		b = &block{buf: make([]byte, arenaBlock)}
 		b.put = b.recycle
 	}
+	b.used = 0
 	b.ref.Init(b.put)
 	return b
 }
@@ -94,6 +108,15 @@ func (b *block) recycle() {
 		for i := range b.buf {
 			b.buf[i] = 0xff
 		}
+		for _, s := range b.slabs {
+			for i := range s {
+				s[i].Tag, s[i].Payload = "poisoned", b.buf[:1]
+			}
+		}
+	}
+	if len(b.slabs) > maxKeptSlabs {
+		clear(b.slabs[maxKeptSlabs:])
+		b.slabs = b.slabs[:maxKeptSlabs]
 	}
 	select {
 	case freeBlocks <- b:
@@ -109,18 +132,22 @@ func (a *arena) close() {
 	}
 }
 
-// event returns a zero event from the current slab (a new one when it is
-// used up) that holds blk, or one of its own for a payload of its own (blk
-// nil).
+// event returns a zero event from blk's slabs (a new slab when they are
+// used up), or one of its own for a payload of its own (blk nil). blk must
+// be the block the arena is carving: nobody else hands out its events.
 func (a *arena) event(blk *block) *pipeline.Event {
 	if blk == nil {
 		return new(pipeline.Event)
 	}
-	if len(a.slab) == 0 {
-		a.slab = make([]pipeline.Event, arenaSlab)
+	i, k := blk.used/arenaSlab, blk.used%arenaSlab
+	blk.used++
+	if i == len(blk.slabs) {
+		blk.slabs = append(blk.slabs, make([]pipeline.Event, arenaSlab))
 	}
-	e := &a.slab[0]
-	a.slab = a.slab[1:]
+	e := &blk.slabs[i][k]
+	// A previous use of the block left this event settled: clear it,
+	// fate state included (Init would not).
+	*e = pipeline.Event{}
 	return e
 }
 
