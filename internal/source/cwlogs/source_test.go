@@ -421,7 +421,16 @@ func TestDeletedGroupDoesNotStopTheOthers(t *testing.T) {
 	h.logs.AddGroup("/keep", "/gone")
 	svc := loadService(t, fmt.Sprintf("        log_group: /\n        start_time: %q\n", time.Now().UTC().Add(-time.Minute).Format(time.RFC3339)))
 	s, stop := h.start(h.source(svc, 20))
-	time.Sleep(500 * time.Millisecond)
+	// Delete the group only once it is followed: deleted before its first
+	// read, it is simply not listed again, and nothing has to stop.
+	waitFor(t, 10*time.Second, "a first read of /gone", func() bool {
+		for _, c := range h.logs.Calls() {
+			if in, ok := c.Input.(*awstest.FilterLogEventsRequest); ok && in.LogGroupName == "/gone" {
+				return true
+			}
+		}
+		return false
+	})
 	h.logs.DeleteGroup("/gone")
 	waitFor(t, 10*time.Second, "the deleted group reported", func() bool {
 		return strings.Contains(h.log.String(), "log group pull stopped")
