@@ -431,7 +431,7 @@ func (r *run) pullSlot(ctx context.Context, s *slot) error {
 	if s.tries > 0 {
 		wait := backoff(e.c.RetryBase, e.c.RetryMax, s.tries)
 		e.log.Info("pulling a failed window again", "start", s.w.Start.UTC().Format(time.RFC3339), "end", s.w.End.UTC().Format(time.RFC3339), "attempt", s.tries+1, "after", wait.Round(time.Millisecond))
-		if !sleep(ctx, wait) {
+		if !Sleep(ctx, wait) {
 			// Leave it failed for the next Run.
 			r.fin.settle(s, false)
 			return ctx.Err()
@@ -528,8 +528,9 @@ func (r *run) logProgress() {
 		"checkpoint", mark.End.UTC().Format(time.RFC3339), "windows_pending", r.fin.pending())
 }
 
-// sleep waits d or until ctx ends; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
+// Sleep waits d or until ctx ends, and reports whether ctx is still live.
+// API sources that wait outside the engine's loop use it too.
+func Sleep(ctx context.Context, d time.Duration) bool {
 	if d <= 0 {
 		return ctx.Err() == nil
 	}
@@ -627,7 +628,7 @@ func (p *Pull) Call(ctx context.Context, what string, fn func(ctx context.Contex
 		}
 		wait := backoff(e.c.RetryBase, e.c.RetryMax, attempt)
 		e.log.Warn("request failed, retrying", "request", what, "attempt", attempt, "after", wait.Round(time.Millisecond), "throttled", IsThrottle(err), "err", err)
-		if !sleep(ctx, wait) {
+		if !Sleep(ctx, wait) {
 			return fmt.Errorf("%s: %w", what, ctx.Err())
 		}
 	}

@@ -187,7 +187,7 @@ func (s *Source) Run(ctx context.Context, out pipeline.Emitter) error {
 		}
 		c.LogTotals()
 		wait := c.LogCompleted(period)
-		if !sleep(ctx, wait) {
+		if !pullengine.Sleep(ctx, wait) {
 			return nil
 		}
 	}
@@ -501,18 +501,3 @@ func (s *Source) counted(op string) func(*guardduty.Options) {
 }
 
 func msTime(ms int64) string { return time.UnixMilli(ms).UTC().Format(timeLayout) }
-
-// sleep waits d or until ctx ends; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
