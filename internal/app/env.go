@@ -8,6 +8,7 @@ import (
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/awsapi"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/lease"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/stats"
 )
@@ -17,6 +18,9 @@ import (
 type Env struct {
 	Session *awsapi.Session
 	State   state.Store
+	// Leases decides which streams of the API sources this collector runs:
+	// lease.Solo (all of them) unless globals.coordination shares them out.
+	Leases lease.Holder
 }
 
 // sessionOptions maps an input's configuration to the AWS session options.
@@ -61,7 +65,7 @@ func newEnv(ctx context.Context, in *config.Input, store state.Store, reg *stats
 	if err != nil {
 		return nil, fmt.Errorf("input %s: AWS session: %w", in.Name, err)
 	}
-	return &Env{Session: sess, State: store}, nil
+	return &Env{Session: sess, State: store, Leases: lease.Solo{}}, nil
 }
 
 // credentialsPoll is how often watchCredentials reads a session's health.
