@@ -5,7 +5,7 @@ PKGS     := ./...
 # rsyslogd (the integration tests' TLS receiver) lives in /usr/sbin, often not on a user's PATH.
 export PATH := $(PATH):/usr/sbin:/sbin
 
-.PHONY: all build demo emulator test vet staticcheck fmt-check deps bench fuzz clean
+.PHONY: all build demo emulator test vet staticcheck fmt-check deps bench fuzz clean image image-test
 
 all: build
 
@@ -48,6 +48,22 @@ bench: deps build
 	mkdir -p bench/results
 	$(GO) test -run='^$$' -bench=. -benchmem $(PKGS) | tee bench/results/gotest-latest.txt
 	$(GO) run ./tools/bench -collector $(BIN) -objects $(BENCH_OBJECTS) -gotest bench/results/gotest-latest.txt
+
+## image: the container image from the Dockerfile (docs/deploy.md), with docker,
+## podman or buildah, whichever can build here (buildah needs no daemon).
+IMAGE   ?= devo-aws-collector:dev
+VERSION ?= 0.1.0-dev
+image:
+	@if docker info >/dev/null 2>&1; then b="docker build"; \
+	elif command -v podman >/dev/null 2>&1; then b="podman build"; \
+	elif command -v buildah >/dev/null 2>&1; then b="buildah bud"; \
+	else echo "make image: needs docker (with its engine), podman or buildah"; exit 1; fi; \
+	echo "$$b --build-arg VERSION=$(VERSION) -t $(IMAGE) ."; $$b --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+
+## image-test: build the Dockerfile with buildah (no registry, no daemon) and check
+## the image against the Kubernetes manifests; also part of make test.
+image-test: deps
+	$(GO) test -count=1 -run 'TestContainerImage|TestKubernetes|TestSystemdUnit' ./internal/e2e/
 
 ## fuzz: every format parser's fuzz target, FUZZTIME each (default 5m).
 fuzz:

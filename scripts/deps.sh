@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the integration tests and the demo need, once per machine:
 #  - rsyslog + rsyslog-gnutls (Debian) for the real mutual-TLS receiver;
-#  - Node 22 and fauxqs (npm) for the SQS/SNS/S3 emulator (scripts/fauxqs/install.sh).
+#  - Node 22 and fauxqs (npm) for the SQS/SNS/S3 emulator (scripts/fauxqs/install.sh);
+#  - buildah and busybox-static (Debian) to build the Dockerfile without a daemon
+#    or a registry (internal/e2e/image_test.go, make image).
 # Safe to run again: it does nothing when everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +14,14 @@ if ! command -v rsyslogd >/dev/null 2>&1 || [ -z "$(find /usr/lib -name 'lmnsd_g
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq rsyslog rsyslog-gnutls openssl >/dev/null
+fi
+
+if ! command -v buildah >/dev/null 2>&1 || ! command -v busybox >/dev/null 2>&1 || ! file -L "$(command -v busybox)" 2>/dev/null | grep -q 'statically linked'; then
+  echo "deps: installing buildah and busybox-static"
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq buildah busybox-static file >/dev/null
 fi
 
 if [ -x scripts/fauxqs/install.sh ]; then
