@@ -124,14 +124,20 @@ func (l *limits) apiOption(stack *middleware.Stack) error {
 
 const callCounterID = "devo.CallCounter"
 
-// callCounter reports each operation once, with its final outcome: it sits
-// first in the Initialize step, outside the retry loop.
+// callCounter reports every request sent, SDK retries included, with its
+// own outcome: it sits in the Finalize step after the retry middleware, so
+// the counts match the API pullers' (pullengine.APIOption) in the one
+// counter they share, devo_collector_aws_api_calls_total.
 func callCounter(report func(service, operation string, err error)) func(*middleware.Stack) error {
 	return func(stack *middleware.Stack) error {
-		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc(callCounterID, func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
-			out, md, err := next.HandleInitialize(ctx, in)
+		mw := middleware.FinalizeMiddlewareFunc(callCounterID, func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
+			out, md, err := next.HandleFinalize(ctx, in)
 			report(awsmiddleware.GetServiceID(ctx), awsmiddleware.GetOperationName(ctx), err)
 			return out, md, err
-		}), middleware.Before)
+		})
+		if _, ok := stack.Finalize.Get("Retry"); ok {
+			return stack.Finalize.Insert(mw, "Retry", middleware.After)
+		}
+		return stack.Finalize.Add(mw, middleware.Before)
 	}
 }

@@ -77,10 +77,11 @@ type Options struct {
 	// second). SQS, S3 and STS calls never wait on it. Zero means
 	// DefaultRequestsPerSecond.
 	RequestsPerSecond float64
-	// OnAPICall, when set, is called once per AWS operation made through
-	// Config and the typed clients, after the SDK's retries, with the
-	// service id ("SQS", "S3", …), the operation ("ReceiveMessage") and its
-	// error (nil on success). It must be quick and safe for concurrent use.
+	// OnAPICall, when set, is called once per AWS request sent through
+	// Config and the typed clients, every SDK retry included, with the
+	// service id ("SQS", "S3", …), the operation ("ReceiveMessage") and the
+	// request's error (nil on success). It must be quick and safe for
+	// concurrent use.
 	OnAPICall func(service, operation string, err error)
 	// HTTPClient replaces the SDK's client (which honours HTTP_PROXY,
 	// HTTPS_PROXY, NO_PROXY and AWS_CA_BUNDLE). Optional; its own transport

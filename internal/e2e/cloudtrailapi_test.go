@@ -350,15 +350,19 @@ func TestCloudTrailAPICheckpointHoldsDuringOutage(t *testing.T) {
 	})
 	metrics := httpGet(t, "http://"+metricsAddr+"/metrics", 200)
 	seen := len(ct.Calls()) - callsAtRestart
-	calls := -1
+	calls := 0 // every outcome
 	for _, line := range strings.Split(metrics, "\n") {
-		if rest, ok := strings.CutPrefix(line, `devo_collector_api_calls_total{aws_service="CloudTrail",input="aws",operation="LookupEvents",region="us-east-1",service="audit-events-all"} `); ok {
-			fmt.Sscan(rest, &calls)
+		if rest, ok := strings.CutPrefix(line, `devo_collector_aws_api_calls_total{api="cloudtrail",input="aws",operation="LookupEvents",outcome=`); ok {
+			if _, labels, ok := strings.Cut(rest, `,region="us-east-1",service="audit-events-all"} `); ok {
+				n := 0
+				fmt.Sscan(labels, &n)
+				calls += n
+			}
 		}
 	}
 	// A new cycle may be on the wire between the scrape and the count.
 	if calls <= 0 || calls > seen || calls < seen-3 {
-		t.Errorf("devo_collector_api_calls_total for LookupEvents = %d; the fake saw %d requests from this process", calls, seen)
+		t.Errorf("devo_collector_aws_api_calls_total for LookupEvents = %d; the fake saw %d requests from this process", calls, seen)
 	}
 	if !strings.Contains(metrics, `devo_collector_pull_windows_committed_total{input="aws",region="us-east-1",service="audit-events-all",stream="trail"} `) {
 		t.Errorf("/metrics lacks the committed windows counter")

@@ -279,10 +279,9 @@ func TestCloudWatchMetricsBackfillKillPauseRestart(t *testing.T) {
 			windows2++
 		}
 	}
-	gmd := `{aws_service="CloudWatch",input="aws",operation="GetMetricData",region="us-east-1",service="metrics-all"}`
-	calls, _ := metricValue(metrics2, "devo_collector_api_calls_total"+gmd)
-	queries, _ := metricValue(metrics2, "devo_collector_api_metric_queries_total"+gmd)
-	lists, _ := metricValue(metrics2, `devo_collector_api_calls_total{aws_service="CloudWatch",input="aws",operation="ListMetrics",region="us-east-1",service="metrics-all"}`)
+	calls, _ := metricValue(metrics2, `devo_collector_aws_api_calls_total{api="cloudwatch",input="aws",operation="GetMetricData",outcome="ok",region="us-east-1",service="metrics-all"}`)
+	queries, _ := metricValue(metrics2, `devo_collector_api_metric_queries_total{api="cloudwatch",input="aws",operation="GetMetricData",region="us-east-1",service="metrics-all"}`)
+	lists, _ := metricValue(metrics2, `devo_collector_aws_api_calls_total{api="cloudwatch",input="aws",operation="ListMetrics",outcome="ok",region="us-east-1",service="metrics-all"}`)
 	t.Logf("second process: %v GetMetricData calls carrying %v queries, %v ListMetrics calls", calls, queries, lists)
 	if int(calls) != windows2 || queries != 500*calls || lists != 4 {
 		t.Errorf("/metrics: %v GetMetricData calls (fake saw %d), %v queries, %v ListMetrics calls", calls, windows2, queries, lists)

@@ -1,7 +1,9 @@
 package stats
 
 import (
+	"slices"
 	"sort"
+	"strings"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -9,7 +11,9 @@ import (
 
 // API counts the requests one unit sends to one AWS API operation: the
 // basis of cost accounting for the API pullers (LookupEvents, GetMetricData
-// and FilterLogEvents are billed or quota-limited per call).
+// and FilterLogEvents are billed or quota-limited per call). They are
+// exposed as devo_collector_aws_api_calls_total with the unit's labels; once
+// a unit counts an operation here, APICall no longer counts it unattributed.
 type API struct {
 	// Labels, set by Registry.API; read-only.
 	Input, Service, Region, AWSService, Operation string
@@ -37,6 +41,9 @@ type Stream struct {
 }
 
 type apiKey struct{ input, service, region, awsService, op string }
+
+// apiOp is an operation some unit counts with its labels (Registry.API).
+type apiOp struct{ api, operation string }
 type streamKey struct{ input, service, region, stream string }
 
 // API returns the call counters of one unit and operation, creating them on
@@ -49,6 +56,7 @@ func (r *Registry) API(input, service, region, awsService, op string) *API {
 	if !ok {
 		a = &API{Input: input, Service: service, Region: region, AWSService: awsService, Operation: op}
 		r.apis[k] = a
+		r.unitOps[apiOp{APIName(awsService), op}] = true
 	}
 	return a
 }
@@ -67,16 +75,23 @@ func (r *Registry) Stream(input, service, region, stream string) *Stream {
 	return s
 }
 
+// APIName is the api label of an SDK service id: lower case, spaces as
+// underscores ("CloudWatch Logs" -> "cloudwatch_logs").
+func APIName(serviceID string) string {
+	return strings.ReplaceAll(strings.ToLower(serviceID), " ", "_")
+}
+
 var (
-	apiLabels    = []string{"input", "service", "region", "aws_service", "operation"}
+	apiLabels    = []string{"input", "service", "region", "api", "operation"}
 	streamLabels = []string{"input", "service", "region", "stream"}
 
-	apiCalls = prometheus.NewDesc(namespace+"_api_calls_total",
-		"AWS API requests sent (SDK retries included), per operation.", apiLabels, nil)
-	apiThrottled = prometheus.NewDesc(namespace+"_api_throttled_total",
-		"AWS API requests answered with a throttling error.", apiLabels, nil)
-	apiErrors = prometheus.NewDesc(namespace+"_api_errors_total",
-		"AWS API requests that failed for another reason.", apiLabels, nil)
+	// awsAPICalls is the one AWS call counter: every request sent, SDK
+	// retries included, by outcome. The API pullers' requests carry their
+	// unit's input, service and region; the others (SQS, S3, STS) leave
+	// them empty.
+	awsAPICalls = prometheus.NewDesc(namespace+"_aws_api_calls_total",
+		"AWS API requests sent (SDK retries included) by unit, API, operation and outcome (ok, throttled, error).",
+		append(slices.Clip(apiLabels), "outcome"), nil)
 	apiQueries = prometheus.NewDesc(namespace+"_api_metric_queries_total",
 		"CloudWatch metric queries carried by the requests (GetMetricData is billed per metric queried).", apiLabels, nil)
 
@@ -102,9 +117,7 @@ var (
 type pullCollector Registry
 
 func (c *pullCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- apiCalls
-	ch <- apiThrottled
-	ch <- apiErrors
+	ch <- awsAPICalls
 	ch <- apiQueries
 	for _, m := range streamCounters {
 		ch <- m.desc
@@ -122,19 +135,28 @@ func (c *pullCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range r.streams {
 		streams = append(streams, s)
 	}
+	calls := make(map[apiCallKey]int64, len(r.apiCalls))
+	for k, c := range r.apiCalls {
+		calls[k] = c.Load()
+	}
 	r.mu.Unlock()
 	sort.Slice(apis, func(i, j int) bool {
 		a, b := apis[i], apis[j]
 		return a.Input+a.Service+a.Region+a.AWSService+a.Operation < b.Input+b.Service+b.Region+b.AWSService+b.Operation
 	})
 	for _, a := range apis {
-		l := []string{a.Input, a.Service, a.Region, a.AWSService, a.Operation}
-		ch <- prometheus.MustNewConstMetric(apiCalls, prometheus.CounterValue, float64(a.Calls.Load()), l...)
-		ch <- prometheus.MustNewConstMetric(apiThrottled, prometheus.CounterValue, float64(a.Throttled.Load()), l...)
-		ch <- prometheus.MustNewConstMetric(apiErrors, prometheus.CounterValue, float64(a.Errors.Load()), l...)
+		l := []string{a.Input, a.Service, a.Region, APIName(a.AWSService), a.Operation}
+		// Load each once: ok is what is left of the calls.
+		calls, throttled, errs := a.Calls.Load(), a.Throttled.Load(), a.Errors.Load()
+		ch <- prometheus.MustNewConstMetric(awsAPICalls, prometheus.CounterValue, float64(max(calls-throttled-errs, 0)), append(l, CallOK)...)
+		ch <- prometheus.MustNewConstMetric(awsAPICalls, prometheus.CounterValue, float64(throttled), append(l, CallThrottled)...)
+		ch <- prometheus.MustNewConstMetric(awsAPICalls, prometheus.CounterValue, float64(errs), append(l, CallError)...)
 		if n := a.Queries.Load(); n > 0 {
 			ch <- prometheus.MustNewConstMetric(apiQueries, prometheus.CounterValue, float64(n), l...)
 		}
+	}
+	for k, n := range calls {
+		ch <- prometheus.MustNewConstMetric(awsAPICalls, prometheus.CounterValue, float64(n), "", "", "", k.api, k.operation, k.outcome)
 	}
 	for _, s := range streams {
 		for _, m := range streamCounters {

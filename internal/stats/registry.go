@@ -97,6 +97,7 @@ type Registry struct {
 	health   *Health
 	prom     *prometheus.Registry
 	apis     map[apiKey]*API       // see api.go
+	unitOps  map[apiOp]bool        // operations counted per unit in apis
 	streams  map[streamKey]*Stream // see api.go
 }
 
@@ -109,12 +110,18 @@ const (
 	CallError     = "error"
 )
 
-// APICall counts one AWS API operation (after the SDK's retries) of api
-// ("sqs", "s3", "sts", …) with its outcome (CallOK, CallThrottled,
-// CallError).
+// APICall counts one AWS API request of api ("sqs", "s3", "sts", …; see
+// APIName) with its outcome (CallOK, CallThrottled, CallError), in
+// devo_collector_aws_api_calls_total without a unit. An operation a unit
+// counts itself (Registry.API: the API pullers, with the unit's labels) is
+// not counted again here.
 func (r *Registry) APICall(api, operation, outcome string) {
 	k := apiCallKey{api, operation, outcome}
 	r.mu.Lock()
+	if r.unitOps[apiOp{api, operation}] {
+		r.mu.Unlock()
+		return
+	}
 	c, ok := r.apiCalls[k]
 	if !ok {
 		c = new(atomic.Int64)
@@ -133,6 +140,7 @@ func NewRegistry() *Registry {
 		health:   NewHealth(),
 		prom:     prometheus.NewRegistry(),
 		apis:     make(map[apiKey]*API),
+		unitOps:  make(map[apiOp]bool),
 		streams:  make(map[streamKey]*Stream),
 	}
 	r.prom.MustRegister(
@@ -251,8 +259,6 @@ var (
 		"Events kept in the output's on-disk spool, waiting to be sent.", outputLabels, nil)
 	spoolBytes = prometheus.NewDesc(namespace+"_output_spool_bytes",
 		"Payload bytes kept in the output's on-disk spool.", outputLabels, nil)
-	awsAPICalls = prometheus.NewDesc(namespace+"_aws_api_calls_total",
-		"AWS API operations by API, operation and outcome (ok, throttled, error), after the SDK's retries.", []string{"api", "operation", "outcome"}, nil)
 )
 
 func eventsDesc(what, help string) *prometheus.Desc {
@@ -267,7 +273,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- m.desc
 	}
 	for _, d := range []*prometheus.Desc{outputDelivered, outputFailed, queueMessages, queueBytes, healthState, healthOverall,
-		unitRestarts, sqsVisible, sqsInFlight, queueCapMessages, queueCapBytes, spoolEvents, spoolBytes, awsAPICalls} {
+		unitRestarts, sqsVisible, sqsInFlight, queueCapMessages, queueCapBytes, spoolEvents, spoolBytes} {
 		ch <- d
 	}
 }
@@ -302,15 +308,6 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(spoolEvents, prometheus.GaugeValue, float64(events), o.Name)
 			ch <- prometheus.MustNewConstMetric(spoolBytes, prometheus.GaugeValue, float64(bytes), o.Name)
 		}
-	}
-	r.mu.Lock()
-	calls := make(map[apiCallKey]int64, len(r.apiCalls))
-	for k, c := range r.apiCalls {
-		calls[k] = c.Load()
-	}
-	r.mu.Unlock()
-	for k, n := range calls {
-		ch <- prometheus.MustNewConstMetric(awsAPICalls, prometheus.CounterValue, float64(n), k.api, k.operation, k.outcome)
 	}
 	rep := r.health.Report()
 	for name, comp := range rep.Components {

@@ -257,19 +257,30 @@ func TestMetricsScrapeAPICounters(t *testing.T) {
 	gmd := reg.API("aws", "metrics-all", "us-east-1", "CloudWatch", "GetMetricData")
 	gmd.Calls.Add(12)
 	gmd.Queries.Add(6000)
+	gmd.Throttled.Add(2)
+	gmd.Errors.Add(1)
 	reg.API("aws", "metrics-all", "us-east-1", "CloudWatch", "ListMetrics").Calls.Add(3)
+	// The SDK-wide counter sees the same requests: not counted twice.
+	reg.APICall("cloudwatch", "GetMetricData", CallOK)
+	reg.APICall("sqs", "ReceiveMessage", CallOK)
 	_, base := startServer(t, reg)
 	_, body, _ := get(t, base+"/metrics")
 	for _, want := range []string{
-		`devo_collector_api_calls_total{aws_service="CloudWatch",input="aws",operation="GetMetricData",region="us-east-1",service="metrics-all"} 12`,
-		`devo_collector_api_metric_queries_total{aws_service="CloudWatch",input="aws",operation="GetMetricData",region="us-east-1",service="metrics-all"} 6000`,
-		`devo_collector_api_calls_total{aws_service="CloudWatch",input="aws",operation="ListMetrics",region="us-east-1",service="metrics-all"} 3`,
+		`devo_collector_aws_api_calls_total{api="cloudwatch",input="aws",operation="GetMetricData",outcome="ok",region="us-east-1",service="metrics-all"} 9`,
+		`devo_collector_aws_api_calls_total{api="cloudwatch",input="aws",operation="GetMetricData",outcome="throttled",region="us-east-1",service="metrics-all"} 2`,
+		`devo_collector_aws_api_calls_total{api="cloudwatch",input="aws",operation="GetMetricData",outcome="error",region="us-east-1",service="metrics-all"} 1`,
+		`devo_collector_api_metric_queries_total{api="cloudwatch",input="aws",operation="GetMetricData",region="us-east-1",service="metrics-all"} 6000`,
+		`devo_collector_aws_api_calls_total{api="cloudwatch",input="aws",operation="ListMetrics",outcome="ok",region="us-east-1",service="metrics-all"} 3`,
+		`devo_collector_aws_api_calls_total{api="sqs",input="",operation="ReceiveMessage",outcome="ok",region="",service=""} 1`,
 	} {
 		if !hasLine(body, want) {
 			t.Errorf("scrape lacks %q", want)
 		}
 	}
-	if strings.Contains(body, `devo_collector_api_metric_queries_total{aws_service="CloudWatch",input="aws",operation="ListMetrics"`) {
+	if strings.Count(body, `devo_collector_aws_api_calls_total{api="cloudwatch"`) != 6 || strings.Contains(body, "devo_collector_api_calls_total") {
+		t.Errorf("the puller's calls are not exactly its six unit series:\n%s", body)
+	}
+	if strings.Contains(body, `devo_collector_api_metric_queries_total{api="cloudwatch",input="aws",operation="ListMetrics"`) {
 		t.Errorf("ListMetrics carries no metric queries, yet has the counter")
 	}
 }
@@ -304,15 +315,15 @@ func TestDashboardMetrics(t *testing.T) {
 		}
 	}
 	for key, want := range map[string]float64{
-		"devo_collector_unit_restarts_total input=aws region=eu-west-1 service=cisco-umbrella":    2,
-		"devo_collector_unit_restarts_total input=aws region=eu-west-1 service=ec2":               0,
-		"devo_collector_sqs_messages_visible input=aws region=eu-west-1 service=cisco-umbrella":   7,
-		"devo_collector_sqs_messages_in_flight input=aws region=eu-west-1 service=cisco-umbrella": 3,
-		"devo_collector_output_queue_capacity_messages output=devo":                               10000,
-		"devo_collector_output_spool_events output=devo":                                          4,
-		"devo_collector_output_spool_bytes output=devo":                                           400,
-		"devo_collector_aws_api_calls_total api=sqs operation=ReceiveMessage outcome=ok":          2,
-		"devo_collector_aws_api_calls_total api=s3 operation=GetObject outcome=throttled":         1,
+		"devo_collector_unit_restarts_total input=aws region=eu-west-1 service=cisco-umbrella":                    2,
+		"devo_collector_unit_restarts_total input=aws region=eu-west-1 service=ec2":                               0,
+		"devo_collector_sqs_messages_visible input=aws region=eu-west-1 service=cisco-umbrella":                   7,
+		"devo_collector_sqs_messages_in_flight input=aws region=eu-west-1 service=cisco-umbrella":                 3,
+		"devo_collector_output_queue_capacity_messages output=devo":                                               10000,
+		"devo_collector_output_spool_events output=devo":                                                          4,
+		"devo_collector_output_spool_bytes output=devo":                                                           400,
+		"devo_collector_aws_api_calls_total api=sqs input= operation=ReceiveMessage outcome=ok region= service=":  2,
+		"devo_collector_aws_api_calls_total api=s3 input= operation=GetObject outcome=throttled region= service=": 1,
 	} {
 		if v, ok := got[key]; !ok || v != want {
 			t.Errorf("%s = %v (present %v), want %v", key, v, ok, want)
