@@ -17,7 +17,8 @@ ARG GO_IMAGE=golang:1.26-bookworm
 
 FROM ${GO_IMAGE} AS build
 WORKDIR /src
-# GOPROXY and GOFLAGS pass through to go build (a private proxy, -mod=vendor).
+# GOPROXY and GOFLAGS pass through to go build (a private module proxy;
+# the tests build offline with GOPROXY=off and a mounted module cache).
 ARG GOPROXY
 ARG GOFLAGS
 ARG VERSION=0.1.0-dev
