@@ -634,9 +634,6 @@ func TestSystemdUnit(t *testing.T) {
 	if k8s := configFlag(t, m.container.Args); cfgPath != k8s {
 		t.Errorf("the unit reads %s, the container %s: one layout for both (docs/deploy.md)", cfgPath, k8s)
 	}
-	if !slices.Contains(svc["ConfigurationDirectory"], path.Base(path.Dir(path.Dir(cfgPath)))) {
-		t.Errorf("ConfigurationDirectory %q does not hold %s", svc["ConfigurationDirectory"], cfgPath)
-	}
 	if len(svc["StateDirectory"]) != 1 || "/var/lib/"+svc["StateDirectory"][0] != m.volumeMount("state") {
 		t.Errorf("StateDirectory %q: want the state directory the shipped configuration defaults to, %s", svc["StateDirectory"], m.volumeMount("state"))
 	}
