@@ -28,9 +28,13 @@ func (b *buildah) run(args ...string) string {
 	full := append([]string{"--storage-driver", "vfs", "--root", filepath.Join(b.dir, "root"), "--runroot", filepath.Join(b.dir, "runroot")}, args...)
 	cmd := exec.Command(b.bin, full...)
 	cmd.Env = append(os.Environ(), "BUILDAH_ISOLATION=chroot")
-	out, err := cmd.CombinedOutput()
+	// Standard output alone is the answer (JSON for inspect, the
+	// program's output for run); buildah's warnings go to standard error.
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		b.t.Fatalf("buildah %s: %v\n%s", strings.Join(args, " "), err, tail(string(out), 40))
+		b.t.Fatalf("buildah %s: %v\n%s\n%s", strings.Join(args, " "), err, tail(string(out), 40), tail(stderr.String(), 40))
 	}
 	return strings.TrimSpace(string(out))
 }
