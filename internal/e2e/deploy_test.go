@@ -305,13 +305,19 @@ func podConfig(t *testing.T, m *manifests) (text string, globals map[string]any)
 	if text == "" {
 		t.Fatal("the ConfigMap has no config.yaml")
 	}
+	return text, podGlobals(t, text)
+}
+
+// podGlobals parses the globals of a config.yaml.
+func podGlobals(t *testing.T, text string) map[string]any {
+	t.Helper()
 	var doc struct {
 		Globals map[string]any `yaml:"globals"`
 	}
 	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
 		t.Fatalf("ConfigMap config.yaml: %v", err)
 	}
-	return text, doc.Globals
+	return doc.Globals
 }
 
 // mebibytes parses a Kubernetes quantity of memory or storage (Mi, Gi, M, G).

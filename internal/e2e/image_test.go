@@ -7,11 +7,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/certs"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/rsyslog"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/syncbuf"
 )
 
 // buildah runs buildah on a private store under dir: the vfs driver and
@@ -181,6 +185,141 @@ func TestContainerImage(t *testing.T) {
 	if v := b.run("run", "--isolation", "chroot", c, "--", cfg.Entrypoint[0], "version"); !strings.HasPrefix(v, "devo-aws-collector ") {
 		t.Errorf("version in the image: %q", v)
 	}
+
+	t.Run("run", func(t *testing.T) { runImage(t, b, c, cfg.Entrypoint, m, text) })
+}
+
+// runImage runs the image's entry point with the StatefulSet's arguments
+// and mounts: the probe and scrape paths answer, the state lands on the
+// image's state volume, written by the image's user, and
+// SIGTERM stops the collector with status 0. Chroot isolation shares the
+// host's network, so the listener moves to a free loopback port and Devo
+// is a local TLS receiver; AWS is a closed port (units retry, degraded).
+func runImage(t *testing.T, b *buildah, container string, entrypoint []string, m *manifests, text string) {
+	set := certsFor(t)
+	rs := rsyslog.Start(t, rsyslog.Options{Certs: set})
+	listen, _ := podGlobals(t, text)["metrics_listen"].(string)
+	addr := freeAddr(t)
+	cfgFile, _ := podLayout(t, m, set, strings.Replace(text, listen, addr, 1))
+	base := filepath.Dir(filepath.Dir(cfgFile))
+	for _, d := range []string{"config", "certs"} {
+		chownTree(t, filepath.Join(base, d), 10001)
+	}
+	args := []string{"--storage-driver", "vfs", "--root", filepath.Join(b.dir, "root"), "--runroot", filepath.Join(b.dir, "runroot"),
+		"run", "--isolation", "chroot",
+		"-v", filepath.Join(base, "config") + ":" + m.mountOf(m.config.Metadata.Name, "") + ":ro",
+		"-v", filepath.Join(base, "certs") + ":" + m.mountOf("", m.secret.Metadata.Name) + ":ro"}
+	for _, kv := range append(m.env(), "DEVO_ADDRESS=127.0.0.1", "DEVO_PORT="+strconv.Itoa(rs.TLSPort),
+		"AWS_ENDPOINT_URL=http://"+freeAddr(t), "AWS_ACCESS_KEY_ID=IMAGEKEY", "AWS_SECRET_ACCESS_KEY=image-secret", "AWS_EC2_METADATA_DISABLED=true") {
+		args = append(args, "--env", kv)
+	}
+	args = append(append(append(args, container, "--"), entrypoint...), m.container.Args...)
+	cmd := exec.Command(b.bin, args...)
+	cmd.Env = append(os.Environ(), "BUILDAH_ISOLATION=chroot")
+	var out syncbuf.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	// Its own process group: the collector inside is found there, and
+	// nothing is left behind if the test fails.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// A process of the group that outlives buildah must not hold Wait on
+	// the output pipe.
+	cmd.WaitDelay = 10 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{}) // closed once buildah exited; then waitErr is set
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		select {
+		case <-done:
+		default:
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("collector in the image:\n%s", tail(out.String(), 40))
+		}
+	})
+
+	probe := m.container.ReadinessProbe.HTTPGet.Path
+	eventually(t, 60*time.Second, "the probe path answering from the container", func() bool {
+		select {
+		case <-done:
+			t.Fatalf("the collector in the image exited: %v", waitErr)
+		default:
+		}
+		resp, err := httpClient.Get("http://" + addr + probe)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s from the container: HTTP %d", probe, resp.StatusCode)
+		}
+		return true
+	})
+	if body := httpGet(t, "http://"+addr+m.monitor.Spec.PodMetricsEndpoints[0].Path, 200); !strings.Contains(body, "devo_collector_health_overall") {
+		t.Errorf("/metrics from the container has no collector metrics")
+	}
+	// buildah run puts its own volume, a copy of the image's directory,
+	// on each VOLUME of the image, over a -v at the same place (docker,
+	// podman and Kubernetes let the mount win). So the state is looked for
+	// there: written by the image's user into the copy of the image's
+	// state directory, as in a new Docker volume.
+	dbs, _ := filepath.Glob(filepath.Join(b.dir, "root", "vfs-containers", "*", "userdata", "buildah-volumes", "*", "checkpoints.db"))
+	if len(dbs) != 1 {
+		t.Fatalf("checkpoints.db in the image's state volume: found %q", dbs)
+	}
+	fi, err := os.Stat(dbs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fileOwner(fi) != 10001 {
+		t.Errorf("checkpoints.db owned by %d", fileOwner(fi))
+	}
+
+	// SIGTERM to the collector alone (as the kubelet's to the container's
+	// first process): it drains and exits 0, and buildah with it.
+	pid := collectorPID(t, cmd.Process.Pid, entrypoint[0])
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+		if waitErr != nil {
+			t.Errorf("after SIGTERM: %v", waitErr)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the collector in the image did not stop within 60 s of SIGTERM")
+	}
+	if !strings.Contains(out.String(), "collector stopped") {
+		t.Errorf("no \"collector stopped\" line:\n%s", tail(out.String(), 20))
+	}
+}
+
+// collectorPID finds the process running bin in process group pgid.
+func collectorPID(t *testing.T, pgid int, bin string) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if g, err := syscall.Getpgid(pid); err != nil || g != pgid {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.HasPrefix(string(cmdline), bin+"\x00") {
+			return pid
+		}
+	}
+	t.Fatalf("no %s in process group %d", bin, pgid)
+	return 0
 }
 
 // fileOwner is the file's numeric owner.
