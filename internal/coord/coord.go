@@ -114,10 +114,18 @@ type holding struct {
 	renewSent time.Time // when the last successful renewal (or the take) was sent
 	lost      chan struct{}
 	lostOnce  sync.Once
-	handover  bool // its owner asked for it: stop the stream, then release
+	handover  bool        // its owner asked for it: stop the stream, then release
+	watchdog  *time.Timer // fires when renewSent is older than the validity
 }
 
-func (h *holding) cancel() { h.lostOnce.Do(func() { close(h.lost) }) }
+func (h *holding) cancel() {
+	h.lostOnce.Do(func() {
+		close(h.lost)
+		if h.watchdog != nil {
+			h.watchdog.Stop()
+		}
+	})
+}
 
 // run is a stream registered by Run.
 type run struct {
@@ -278,7 +286,17 @@ func (c *Coordinator) halt() {
 func (c *Coordinator) setPaused(p bool) {
 	c.mu.Lock()
 	c.paused = p
+	hs := make(map[string]*holding, len(c.held))
+	for id, h := range c.held {
+		hs[id] = h
+	}
 	c.mu.Unlock()
+	if !p {
+		// As on SIGCONT, the watchdogs that came due meanwhile fire now.
+		for id, h := range hs {
+			c.expire(id, h)
+		}
+	}
 }
 
 // callTimeout bounds one DynamoDB call (with the SDK's retries inside it),

@@ -458,3 +458,39 @@ func countChunks(t *testing.T, srv *dynalite.Server, table string) int {
 	}
 	return n
 }
+
+// When DynamoDB cannot be reached for most of a lease duration, the
+// collector stops its streams (others may be taking them over), and takes
+// its leases back once the table answers again.
+func TestTableOutageStopsStreams(t *testing.T) {
+	srv := dynalite.Start(t)
+	c := open(t, srv, "outage", "a")
+	ks := keys(2)
+	tr := newTracker()
+	runAll(t, c, ks, tr)
+	waitFor(t, 10*time.Second, "both streams run", func() bool { _, ok := tr.split(ks); return ok })
+
+	if err := srv.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	paused := time.Now()
+	stopped := waitFor(t, 2*testLease, "streams stopped during the outage", func() bool {
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		return len(tr.running[ks[0]]) == 0 && len(tr.running[ks[1]]) == 0
+	})
+	t.Logf("streams stopped %v into the outage (lease %v)", stopped.Round(10*time.Millisecond), testLease)
+	// Others count the lease expired a lease duration after they saw the
+	// last renewal land; the streams must have stopped before that.
+	if limit := testLease*5/6 + 150*time.Millisecond; stopped > limit {
+		t.Errorf("streams ran %v into the outage, want at most %v (lease %v)", stopped, limit, testLease)
+	}
+	if err := srv.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	back := waitFor(t, 3*testLease, "streams run again after the outage", func() bool { _, ok := tr.split(ks); return ok })
+	t.Logf("streams back %v after the table answered again (outage %v)", back.Round(10*time.Millisecond), time.Since(paused).Round(10*time.Millisecond))
+	if c.Lost() != 2 {
+		t.Errorf("lost %d leases, want 2", c.Lost())
+	}
+}
