@@ -91,14 +91,13 @@ type Coordinator struct {
 	wg      sync.WaitGroup
 	kick    chan struct{}
 
-	mu      sync.Mutex
-	held    map[string]*holding  // by item key
-	runs    map[string]*run      // registered streams, by item key
-	seen    map[string]*observed // last view of every lease item
-	gone    map[string]time.Time // leases this collector handed over, and when
-	claimed string               // a lease this collector asked its owner to hand over
-	paused  bool                 // tests: renewals and balancing suspended
-	closed  bool
+	mu     sync.Mutex
+	held   map[string]*holding  // by item key
+	runs   map[string]*run      // registered streams, by item key
+	seen   map[string]*observed // last view of every lease item
+	gone   map[string]time.Time // leases this collector handed over, and when
+	paused bool                 // tests: renewals and balancing suspended
+	closed bool
 
 	takeovers map[string]int64 // by kind: "unowned", "expired"
 	lost      int64
