@@ -158,16 +158,8 @@ func Open(ctx context.Context, c Config) (*Coordinator, error) {
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
-	db := dynamodb.NewFromConfig(c.AWS, func(o *dynamodb.Options) {
-		if c.Region != "" {
-			o.Region = c.Region
-		}
-		if c.Endpoint != "" {
-			o.BaseEndpoint = aws.String(c.Endpoint)
-		}
-	})
 	co := &Coordinator{
-		db:        db,
+		db:        newClient(c),
 		table:     c.Table,
 		owner:     c.Owner,
 		dur:       c.LeaseDuration,
@@ -304,10 +296,10 @@ func (c *Coordinator) callTimeout() time.Duration { return c.dur / 3 }
 
 // Run implements lease.Holder: it registers k (creating its lease item,
 // unowned, when missing), then calls fn each time this collector comes to
-// hold the lease, with a context that ends when the lease is lost or ctx
-// ends. It returns nil once ctx ends, or fn's error when fn fails while the
-// lease is still held (the lease stays held, so a restarted unit resumes at
-// once).
+// hold the lease, with a context that ends when the lease is lost, ctx ends
+// or the Coordinator is closed. It returns nil once ctx ends, or fn's error
+// when fn fails while the lease is still held (the lease stays held, so a
+// restarted unit resumes at once). After Close it calls fn no more.
 func (c *Coordinator) Run(ctx context.Context, k state.Key, fn func(ctx context.Context) error) error {
 	id, err := itemKey(k)
 	if err != nil {
@@ -346,6 +338,10 @@ func (c *Coordinator) Run(ctx context.Context, k state.Key, fn func(ctx context.
 		if h == nil {
 			select {
 			case <-ctx.Done():
+				return nil
+			case <-c.loopCtx.Done():
+				// Closed: this collector takes no lease any more.
+				<-ctx.Done()
 				return nil
 			case <-r.wake:
 				continue

@@ -166,6 +166,10 @@ func balanced(tr *tracker, ks []state.Key, owners ...string) func() bool {
 
 func TestOpenCreatesTable(t *testing.T) {
 	srv := dynalite.Start(t)
+	cfg := Config{Table: "created", Endpoint: srv.URL, AWS: srv.Config()}
+	if st, err := Describe(context.Background(), cfg); err != nil || st.Exists {
+		t.Fatalf("describe before open: %+v %v, want a missing table", st, err)
+	}
 	c := open(t, srv, "created", "a")
 	db := dynamodb.NewFromConfig(srv.Config())
 	out, err := db.DescribeTable(context.Background(), &dynamodb.DescribeTableInput{TableName: aws.String("created")})
@@ -180,8 +184,14 @@ func TestOpenCreatesTable(t *testing.T) {
 	}
 	// A second collector opens the existing table.
 	c2 := open(t, srv, "created", "b")
+	k := keys(1)[0]
+	runAll(t, c2, []state.Key{k}, newTracker())
+	waitFor(t, 10*time.Second, "lease held", func() bool { return len(c2.Held()) == 1 })
+	st, err := Describe(context.Background(), cfg)
+	if err != nil || !st.Exists || st.Status != "ACTIVE" || st.Leases != 1 || st.Owned != 1 {
+		t.Fatalf("describe: %+v %v, want an active table with 1 held lease", st, err)
+	}
 	_ = c
-	_ = c2
 }
 
 func TestSplitAcrossThree(t *testing.T) {

@@ -123,6 +123,14 @@ func TestCoordinationTwoCollectorsThroughBinary(t *testing.T) {
 		t.Errorf("table: status %s, billing %+v", desc.Table.TableStatus, desc.Table.BillingModeSummary)
 	}
 
+	// validate --check reads the table the collector would use.
+	check := exec.Command(collectorBin, "validate", "--check", "--config", cfg)
+	check.Env = append(quickExit(os.Environ()), "INSTANCE=check", "METRICS=127.0.0.1:0", "AWS_EC2_METADATA_DISABLED=true")
+	out, err := check.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "ok   coordination: table e2e-leases in us-east-1 is ACTIVE, 0 lease(s), 0 held") {
+		t.Errorf("validate --check: %v\n%s", err, out)
+	}
+
 	const objects = 40
 	total := 0
 	for i := range objects {
