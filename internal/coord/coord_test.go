@@ -504,3 +504,47 @@ func TestTableOutageStopsStreams(t *testing.T) {
 		t.Errorf("lost %d leases, want 2", c.Lost())
 	}
 }
+
+// Delete is fenced for the streams this collector runs, and plain for keys
+// it does not run (operator tooling such as state.Reset).
+func TestDeleteAndList(t *testing.T) {
+	srv := dynalite.Start(t)
+	a := open(t, srv, "del", "a")
+	b := open(t, srv, "del", "b")
+	ks := keys(2)
+	tr := newTracker()
+	runAll(t, a, ks[:1], tr)
+	waitFor(t, 10*time.Second, "a holds its stream", func() bool { return len(a.Held()) == 1 })
+	if err := a.Store().Put(ks[0], []byte("v0")); err != nil {
+		t.Fatal(err)
+	}
+	// b runs ks[1] but a holds ks[0]: b registers ks[0] too, without
+	// holding it, and its delete of ks[0] is refused.
+	runAll(t, b, ks, tr)
+	waitFor(t, 10*time.Second, "b holds the other stream", func() bool { return len(b.Held()) == 1 })
+	if err := b.Store().Delete(ks[0]); !errors.Is(err, lease.ErrNotHeld) {
+		t.Fatalf("delete of a stream another collector holds: %v, want lease.ErrNotHeld", err)
+	}
+	if v, ok, _ := a.Store().Get(ks[0]); !ok || string(v) != "v0" {
+		t.Fatalf("checkpoint after refused delete: %q %v", v, ok)
+	}
+	// A key nobody runs here: deleted without a lease, and a missing one
+	// is not an error.
+	if err := b.Store().Delete(state.Key{Input: "x", Service: "y", Region: "z", Sub: "none"}); err != nil {
+		t.Fatal(err)
+	}
+	all, err := b.Store().List(state.Key{})
+	if err != nil || len(all) != 1 || string(all[ks[0]]) != "v0" {
+		t.Fatalf("list: %v %v", all, err)
+	}
+	if _, err := b.Store().List(state.Key{Input: "in", Region: "us-east-1"}); err == nil {
+		t.Fatal("list with a field set after an empty one: no error")
+	}
+	n, err := state.Reset(a.Store(), state.Key{Input: "in"})
+	if err != nil || n != 1 {
+		t.Fatalf("reset: %d %v", n, err)
+	}
+	if _, ok, _ := a.Store().Get(ks[0]); ok {
+		t.Fatal("checkpoint still there after reset")
+	}
+}
