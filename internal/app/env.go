@@ -167,3 +167,28 @@ func watchCredentials(ctx context.Context, name string, sess credentialHealth, h
 		}
 	}
 }
+
+// watchCoordination publishes the coordination table's health as the
+// /healthz component "coordination" until ctx ends: running while the
+// lease table answers, degraded with the DynamoDB error while it does not
+// (the API streams stop if that lasts most of a lease duration).
+func watchCoordination(ctx context.Context, c interface{ Health() error }, h *stats.Health, period time.Duration) {
+	publish := func() {
+		if err := c.Health(); err != nil {
+			h.Set("coordination", stats.Degraded, "lease table: "+err.Error())
+			return
+		}
+		h.Set("coordination", stats.Running, "")
+	}
+	publish()
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			publish()
+		}
+	}
+}

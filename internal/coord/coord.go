@@ -99,6 +99,7 @@ type Coordinator struct {
 	paused bool                 // tests: renewals and balancing suspended
 	closed bool
 
+	lastErr   error            // the last failed table call since the last good read
 	takeovers map[string]int64 // by kind: "unowned", "expired"
 	lost      int64
 
@@ -215,6 +216,23 @@ func (c *Coordinator) Takeovers() map[string]int64 {
 		out[k] = v
 	}
 	return out
+}
+
+// Health returns the last DynamoDB error of the lease loops (a renewal, a
+// take, a read of the table) since the table was last read successfully,
+// nil when all is well. While it is not nil this collector may be about to
+// give up its leases; /healthz shows it.
+func (c *Coordinator) Health() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastErr
+}
+
+// noteErr records a failed table call for Health (nil: a good read).
+func (c *Coordinator) noteErr(err error) {
+	c.mu.Lock()
+	c.lastErr = err
+	c.mu.Unlock()
 }
 
 // Lost returns how many leases this collector has lost (taken by another

@@ -67,6 +67,7 @@ func (c *Coordinator) renewOne(id string, h *holding) {
 	case err != nil:
 		if c.loopCtx.Err() == nil {
 			c.log.Warn("lease renewal failed", "key", h.key.String(), "err", err)
+			c.noteErr(err)
 		}
 		return
 	}
@@ -187,9 +188,11 @@ func (c *Coordinator) balance() {
 	if err != nil {
 		if c.loopCtx.Err() == nil {
 			c.log.Warn("lease table read failed", "err", err)
+			c.noteErr(err)
 		}
 		return
 	}
+	c.noteErr(nil)
 	now := time.Now()
 
 	c.mu.Lock()
