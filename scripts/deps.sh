@@ -2,6 +2,7 @@
 # Installs what the integration tests and the demo need, once per machine:
 #  - rsyslog + rsyslog-gnutls (Debian) for the real mutual-TLS receiver;
 #  - Node 22 and fauxqs (npm) for the SQS/SNS/S3 emulator (scripts/fauxqs/install.sh);
+#  - Node 22 and dynalite (npm) for the DynamoDB emulator (scripts/dynalite/install.sh);
 #  - buildah and busybox-static (Debian) to build the Dockerfile without a daemon
 #    or a registry (internal/e2e/image_test.go, make image).
 # Safe to run again: it does nothing when everything is there.
@@ -26,4 +27,8 @@ fi
 
 if [ -x scripts/fauxqs/install.sh ]; then
   scripts/fauxqs/install.sh
+fi
+
+if [ -x scripts/dynalite/install.sh ]; then
+  scripts/dynalite/install.sh
 fi

@@ -8,6 +8,7 @@ import (
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/awsapi"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/coord"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/lease"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/stats"
@@ -58,6 +59,14 @@ func credMode(m config.CredMode) awsapi.Mode {
 	return awsapi.DefaultChain
 }
 
+// shared is the store handed to buildUnits when globals.coordination is
+// set: the coordinator's checkpoint store together with the coordinator
+// as the lease holder, so that every Env gets both.
+type shared struct {
+	state.Store
+	leases lease.Holder
+}
+
 func newEnv(ctx context.Context, in *config.Input, store state.Store, reg *stats.Registry, log *slog.Logger) (*Env, error) {
 	opts := sessionOptions(in, log.With("input", in.Name))
 	opts.OnAPICall = apiCallReporter(reg)
@@ -65,7 +74,59 @@ func newEnv(ctx context.Context, in *config.Input, store state.Store, reg *stats
 	if err != nil {
 		return nil, fmt.Errorf("input %s: AWS session: %w", in.Name, err)
 	}
-	return &Env{Session: sess, State: store, Leases: lease.Solo{}}, nil
+	env := &Env{Session: sess, State: store, Leases: lease.Solo{}}
+	if sh, ok := store.(shared); ok {
+		env.State, env.Leases = sh.Store, sh.leases
+	}
+	return env, nil
+}
+
+// coordinationSession is the AWS session of the coordination table: the
+// first enabled input's credentials, or the default chain without one.
+func coordinationSession(cfg *config.Config, log *slog.Logger) awsapi.Options {
+	for _, in := range cfg.Inputs {
+		if in.Enabled {
+			return sessionOptions(in, log.With("input", in.Name))
+		}
+	}
+	return awsapi.Options{Mode: awsapi.DefaultChain, Region: cfg.Globals.Coordination.Region, Logger: log}
+}
+
+// openCoordination opens the lease table of globals.coordination with the
+// first enabled input's credentials (the default chain when there is
+// none) and registers its metrics. The caller must Close it.
+func openCoordination(ctx context.Context, cfg *config.Config, reg *stats.Registry, log *slog.Logger) (*coord.Coordinator, error) {
+	cc := cfg.Globals.Coordination
+	clog := log.With("component", "coordination")
+	opts := coordinationSession(cfg, clog)
+	opts.OnAPICall = apiCallReporter(reg)
+	unavailable := func(err error) error {
+		return config.RuntimeError("P27", "table", cc.Table, "region", cc.Region, "reason", err.Error())
+	}
+	sess, err := awsapi.NewSession(ctx, opts)
+	if err != nil {
+		return nil, unavailable(fmt.Errorf("AWS session: %w", err))
+	}
+	c, err := coord.Open(ctx, coord.Config{
+		Table:         cc.Table,
+		Region:        cc.Region,
+		Endpoint:      cc.EndpointURL,
+		LeaseDuration: cc.LeaseDuration,
+		AWS:           sess.Config(cc.Region),
+		Log:           clog,
+	})
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	reg.RegisterLeases(func() stats.LeaseInfo {
+		held := c.Held()
+		names := make([]string, len(held))
+		for i, k := range held {
+			names[i] = k.String()
+		}
+		return stats.LeaseInfo{Owner: c.Owner(), Held: names, Takeovers: c.Takeovers(), Lost: c.Lost()}
+	})
+	return c, nil
 }
 
 // credentialsPoll is how often watchCredentials reads a session's health.
@@ -93,6 +154,31 @@ func watchCredentials(ctx context.Context, name string, sess credentialHealth, h
 			return
 		}
 		h.Set(name, stats.Running, "")
+	}
+	publish()
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			publish()
+		}
+	}
+}
+
+// watchCoordination publishes the coordination table's health as the
+// /healthz component "coordination" until ctx ends: running while the
+// lease table answers, degraded with the DynamoDB error while it does not
+// (the API streams stop if that lasts most of a lease duration).
+func watchCoordination(ctx context.Context, c interface{ Health() error }, h *stats.Health, period time.Duration) {
+	publish := func() {
+		if err := c.Health(); err != nil {
+			h.Set("coordination", stats.Degraded, "lease table: "+err.Error())
+			return
+		}
+		h.Set("coordination", stats.Running, "")
 	}
 	publish()
 	t := time.NewTicker(period)
