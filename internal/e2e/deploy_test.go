@@ -496,6 +496,29 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 }
 
+// uncommentBlock removes the "# " of a commented YAML block that starts
+// with "# <first>" and goes on while the commented lines are indented
+// deeper, as a user uncommenting it would.
+func uncommentBlock(text, first string) string {
+	lines := strings.Split(text, "\n")
+	for i, l := range lines {
+		indent, rest, ok := strings.Cut(l, "# "+first)
+		if !ok || strings.TrimSpace(indent) != "" || rest != "" {
+			continue
+		}
+		lines[i] = indent + first
+		for j := i + 1; j < len(lines); j++ {
+			body, ok := strings.CutPrefix(lines[j], indent+"# ")
+			if !ok || !strings.HasPrefix(body, " ") {
+				break
+			}
+			lines[j] = indent + body
+		}
+		return strings.Join(lines, "\n")
+	}
+	return text
+}
+
 // podLayout lays the pod's files out under a temporary <base> as the
 // StatefulSet mounts them: config/config.yaml from the ConfigMap and the
 // Secret's keys in certs/, with generated certificates. It returns the
@@ -546,6 +569,23 @@ func TestKubernetesConfigRuns(t *testing.T) {
 	}
 	if want := "state in " + m.volumeMount("state") + "\n"; !strings.Contains(string(out), want) {
 		t.Errorf("validate does not say %q: the state directory is not the state volume\n%s", strings.TrimSpace(want), out)
+	}
+
+	// The coordinated variant docs/deploy.md describes: the commented
+	// coordination block, uncommented, is valid too.
+	coordinated := uncommentBlock(text, "coordination:")
+	if coordinated == text {
+		t.Fatal("config.yaml has no commented coordination block to uncomment")
+	}
+	cfg, _ = podLayout(t, m, set, coordinated)
+	cmd = exec.Command(collectorBin, "validate", "--config", cfg)
+	cmd.Env = exampleEnv(append(m.env(), "STATE_DIRECTORY=")...)
+	out, err = cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "configuration is valid") || strings.Contains(string(out), "warning:") {
+		t.Errorf("validate the ConfigMap's config.yaml with coordination uncommented: %v\n%s\n%s", err, out, coordinated)
+	}
+	if _, ok := podGlobals(t, coordinated)["coordination"]; !ok {
+		t.Errorf("uncommenting gave no globals.coordination:\n%s", coordinated)
 	}
 
 	// run: the listener moves to a free loopback port (the port itself is
