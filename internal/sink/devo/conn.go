@@ -71,6 +71,10 @@ type conn struct {
 	probe time.Duration // this connection's start-up probe (probeLength)
 	gzip  bool
 
+	// ackSeen is the most the peer had acknowledged at the last look, and
+	// ackMoved when that grew (unix nanoseconds); the worker's only.
+	ackSeen, ackMoved int64
+
 	// dead is cancelled by the reader on any read result, or by the worker
 	// on a write error or a close.
 	dead   context.Context

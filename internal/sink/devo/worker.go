@@ -430,14 +430,16 @@ func (w *worker) settleAt(f flight) int64 {
 	return max(f.acked+int64(w.s.opts.AckSettle), c.start.Add(c.probe).UnixNano())
 }
 
-// errNotAcked ends a connection whose receiver has not acknowledged a
-// write's bytes within the sending timeout (a silent partition, or a
+// errNotAcked ends a connection whose receiver has acknowledged nothing
+// more for the sending timeout while bytes wait (a silent partition, or a
 // receiver that stopped reading); its unsettled writes are then resent.
-var errNotAcked = errors.New("the receiver did not acknowledge the bytes written within sending_timeout")
+var errNotAcked = errors.New("the receiver acknowledged none of the bytes waiting for sending_timeout")
 
 // observeAcks reads how far the receiver's TCP has acknowledged the
-// connection's bytes and stamps the writes it covers. A write left
-// unacknowledged for longer than SendingTimeout ends the connection.
+// connection's bytes and stamps the writes it covers. When bytes wait and
+// the acknowledgement has not moved for SendingTimeout (counted from the
+// oldest waiting write at the earliest), the connection ends. A receiver
+// that reads slowly keeps moving it, however deep the socket buffer.
 func (w *worker) observeAcks(t int64) {
 	c := w.c
 	if w.ackNext >= len(w.inflight) || c.sock == nil || c.deadAt.Load() != 0 {
@@ -448,11 +450,14 @@ func (w *worker) observeAcks(t int64) {
 		return // the socket is closing; the reader reports why
 	}
 	w.polled = t
+	if acked > c.ackSeen {
+		c.ackSeen, c.ackMoved = acked, t
+	}
 	for w.ackNext < len(w.inflight) && w.inflight[w.ackNext].end <= acked {
 		w.inflight[w.ackNext].acked = t
 		w.ackNext++
 	}
-	if w.ackNext < len(w.inflight) && t-w.inflight[w.ackNext].written > int64(w.s.opts.SendingTimeout) {
+	if w.ackNext < len(w.inflight) && t-max(c.ackMoved, w.inflight[w.ackNext].written) > int64(w.s.opts.SendingTimeout) {
 		c.die(errNotAcked)
 	}
 }
