@@ -32,11 +32,18 @@ type Options struct {
 	Connections int // concurrent connections, each taking from the same queue [1]
 
 	ConnectTimeout    time.Duration // dial and TLS handshake [30s]
-	SendingTimeout    time.Duration // per write [5s]
+	SendingTimeout    time.Duration // per write, and for the receiver to acknowledge its bytes [5s]
 	InactivityTimeout time.Duration // reconnect before writing after this idle time [30s]
 	MaxConnectionAge  time.Duration // reconnect before writing after this age [1h]
-	AckSettle         time.Duration // a write is delivered if the connection lives this long after it [1s]
-	ProbeTimeout      time.Duration // a new connection is healthy after this without a read result [2s]
+	// AckSettle: a write is delivered once the receiver's TCP has
+	// acknowledged its last byte and the connection is still alive this
+	// long after that acknowledgement was seen (without a readable
+	// acknowledgement, outside Linux: this long after the write) [250ms].
+	AckSettle time.Duration
+	// ProbeTimeout caps the start-up probe: a new connection is healthy
+	// once nothing was read for max(250 ms, 4 × its connect and handshake
+	// time), and at most this long [2s].
+	ProbeTimeout time.Duration
 
 	ConnectRetries        int           // attempts that follow the exponential schedule, then the cap [5]
 	ConnectBackoffInitial time.Duration // [2s]
@@ -86,7 +93,7 @@ func DefaultOptions() Options {
 		SendingTimeout:        5 * time.Second,
 		InactivityTimeout:     30 * time.Second,
 		MaxConnectionAge:      time.Hour,
-		AckSettle:             time.Second,
+		AckSettle:             250 * time.Millisecond,
 		ProbeTimeout:          2 * time.Second,
 		ConnectRetries:        5,
 		ConnectBackoffInitial: 2 * time.Second,

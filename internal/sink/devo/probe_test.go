@@ -205,3 +205,20 @@ func TestRunSurvivesReceiverRestartDuringProbe(t *testing.T) {
 		t.Fatalf("receiver got %d lines, want ≥ 20", n)
 	}
 }
+
+// The start-up probe follows the connection's connect + handshake time:
+// never under the floor, four times a slow handshake, never over the
+// configured handshake_probe_timeout.
+func TestProbeLength(t *testing.T) {
+	for _, tc := range []struct{ hs, limit, want time.Duration }{
+		{time.Millisecond, 2 * time.Second, probeFloor},
+		{50 * time.Millisecond, 2 * time.Second, probeFloor},
+		{100 * time.Millisecond, 2 * time.Second, 400 * time.Millisecond},
+		{time.Second, 2 * time.Second, 2 * time.Second},
+		{time.Millisecond, 100 * time.Millisecond, 100 * time.Millisecond},
+	} {
+		if got := probeLength(tc.hs, tc.limit); got != tc.want {
+			t.Errorf("probeLength(%v, %v) = %v, want %v", tc.hs, tc.limit, got, tc.want)
+		}
+	}
+}

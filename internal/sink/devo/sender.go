@@ -116,13 +116,13 @@ func New(opts Options) (*Sender, error) {
 // returns an *AuthError when the server rejects the client certificate (the
 // caller treats that as fatal at process start), another error when the
 // output cannot be reached, and nil when a connection stayed healthy for
-// ProbeTimeout.
+// its probe (probeLength: at most ProbeTimeout).
 func (s *Sender) Check(ctx context.Context) error {
 	c, err := s.dial(ctx, false)
 	if err != nil {
 		return err
 	}
-	t := time.NewTimer(s.opts.ProbeTimeout)
+	t := time.NewTimer(c.probe)
 	defer t.Stop()
 	select {
 	case <-c.dead.Done():

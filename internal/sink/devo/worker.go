@@ -12,13 +12,22 @@ import (
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 )
 
-// flight is one write to the current connection: its events, waiting for
-// their settle deadline (unix nanoseconds). One record per write rather than
-// per event: a write carries hundreds of short events, and every byte held
-// per unsettled event counts against the in-flight budget.
+// flight is one write to the current connection and its events, waiting to
+// settle. One record per write rather than per event: a write carries
+// hundreds of short events, and every byte held per unsettled event counts
+// against the in-flight budget. Times are unix nanoseconds.
 type flight struct {
-	its      []item
-	deadline int64
+	its     []item
+	written int64 // when the write returned
+	end     int64 // the socket offset just past the write's last byte
+	acked   int64 // when the receiver's acknowledgement of end was seen; 0 until then
+}
+
+// ackPollEvery is how often a worker with nothing else to do looks for the
+// receiver's acknowledgement of its writes: a sixteenth of ack_settle,
+// between 1 and 20 ms, so seeing it late adds little to the settle time.
+func ackPollEvery(settle time.Duration) time.Duration {
+	return min(20*time.Millisecond, max(time.Millisecond, settle/16))
 }
 
 // maxSpareItems bounds the item slices a worker keeps for its next writes.
@@ -42,8 +51,10 @@ type worker struct {
 	buf      []byte // encoded lines: the write buffer, or the next gzip member
 	bufItems []item // the events in buf
 	bufSince time.Time
-	inflight []flight // written, not yet settled; deadlines ascend
+	inflight []flight // written, not yet settled, in write order
 	head     int
+	ackNext  int      // the first flight at or after head whose acknowledgement was not seen
+	polled   int64    // when the acknowledgement was last read
 	spare    [][]item // emptied item slices of settled writes, for bufItems
 	evs      []*pipeline.Event
 
@@ -231,10 +242,15 @@ func (w *worker) nextDeadline() (time.Time, bool) {
 		}
 	}
 	if w.head < len(w.inflight) {
-		set(time.Unix(0, w.inflight[w.head].deadline))
+		if f := w.inflight[w.head]; f.acked != 0 {
+			set(time.Unix(0, w.settleAt(f)))
+		}
+	}
+	if c.sock != nil && w.ackNext < len(w.inflight) {
+		set(time.Unix(0, w.polled).Add(ackPollEvery(w.s.opts.AckSettle)))
 	}
 	if !c.healthy {
-		set(c.start.Add(w.s.opts.ProbeTimeout))
+		set(c.start.Add(c.probe))
 	}
 	if c.gzip && len(w.bufItems) > 0 {
 		set(w.bufSince.Add(w.s.opts.GzipFlushInterval))
@@ -388,8 +404,16 @@ func (w *worker) flush() bool {
 	now := time.Now()
 	w.log.DebugContext(logLocal, "batch written", "events", len(w.bufItems), "bytes", len(data), "gzip", c.gzip) // one line per write, never per event; local: delivered, it would cause the next write
 	c.lastWrite = now
-	deadline := max(now.Add(w.s.opts.AckSettle).UnixNano(), c.start.Add(w.s.opts.ProbeTimeout).UnixNano())
-	w.inflight = append(w.inflight, flight{its: w.bufItems, deadline: deadline})
+	f := flight{its: w.bufItems, written: now.UnixNano()}
+	if c.sock != nil {
+		f.end = c.sock.written.Load()
+	} else {
+		f.acked = f.written // no acknowledgement to wait for: time alone
+	}
+	w.inflight = append(w.inflight, f)
+	if c.sock == nil {
+		w.ackNext = len(w.inflight)
+	}
 	w.bufItems = nil
 	if n := len(w.spare); n > 0 {
 		w.bufItems, w.spare = w.spare[n-1], w.spare[:n-1]
@@ -398,21 +422,66 @@ func (w *worker) flush() bool {
 	return true
 }
 
-// settleDue reports Delivered for every write the connection outlived by
-// AckSettle, and marks the connection healthy after the probe.
+// settleAt is when an acknowledged write settles if the connection is
+// still alive then: AckSettle after its acknowledgement was seen, and not
+// before the connection passed its start-up probe.
+func (w *worker) settleAt(f flight) int64 {
+	c := w.c
+	return max(f.acked+int64(w.s.opts.AckSettle), c.start.Add(c.probe).UnixNano())
+}
+
+// errNotAcked ends a connection whose receiver has acknowledged nothing
+// more for the sending timeout while bytes wait (a silent partition, or a
+// receiver that stopped reading); its unsettled writes are then resent.
+var errNotAcked = errors.New("the receiver acknowledged none of the bytes waiting for sending_timeout")
+
+// observeAcks reads how far the receiver's TCP has acknowledged the
+// connection's bytes and stamps the writes it covers. When bytes wait and
+// the acknowledgement has not moved for SendingTimeout (counted from the
+// oldest waiting write at the earliest), the connection ends. A receiver
+// that reads slowly keeps moving it, however deep the socket buffer.
+func (w *worker) observeAcks(t int64) {
+	c := w.c
+	if w.ackNext >= len(w.inflight) || c.sock == nil || c.deadAt.Load() != 0 {
+		return
+	}
+	acked, err := c.sock.acked()
+	if err != nil {
+		return // the socket is closing; the reader reports why
+	}
+	w.polled = t
+	if acked > c.ackSeen {
+		c.ackSeen, c.ackMoved = acked, t
+	}
+	for w.ackNext < len(w.inflight) && w.inflight[w.ackNext].end <= acked {
+		w.inflight[w.ackNext].acked = t
+		w.ackNext++
+	}
+	if w.ackNext < len(w.inflight) && t-max(c.ackMoved, w.inflight[w.ackNext].written) > int64(w.s.opts.SendingTimeout) {
+		c.die(errNotAcked)
+	}
+}
+
+// settleDue reports Delivered for every write that the receiver's TCP
+// acknowledged and that the connection then outlived by AckSettle
+// (devo-output.md §15.4), and marks the connection healthy after its probe.
 func (w *worker) settleDue(now time.Time) {
 	c := w.c
 	t := now.UnixNano()
-	if !c.healthy && now.Sub(c.start) >= w.s.opts.ProbeTimeout && c.aliveAt(t) {
+	if !c.healthy && now.Sub(c.start) >= c.probe && c.aliveAt(t) {
 		c.healthy = true
 		w.s.everHealthy.Store(true)
 		w.setUp(true)
 		w.connectBO.reset()
 	}
+	w.observeAcks(t)
 	n := 0
 	for w.head < len(w.inflight) {
 		f := w.inflight[w.head]
-		if f.deadline > t || !c.aliveAt(f.deadline) {
+		if f.acked == 0 {
+			break
+		}
+		if at := w.settleAt(f); at > t || !c.aliveAt(at) {
 			break
 		}
 		for _, it := range f.its {
@@ -432,14 +501,16 @@ func (w *worker) settleDue(now time.Time) {
 		c.settled = true
 		w.sendBO.reset()
 	}
+	w.ackNext = max(w.ackNext, w.head)
 	if w.settled() {
 		w.inflight = w.inflight[:0]
-		w.head = 0
+		w.head, w.ackNext = 0, 0
 	} else if w.head > 64 && w.head > len(w.inflight)/2 {
 		// Under a steady load the slice is never empty: without this it
 		// would grow by every write ever made on the connection.
 		rest := copy(w.inflight, w.inflight[w.head:])
 		clear(w.inflight[rest:])
+		w.ackNext -= w.head
 		w.inflight, w.head = w.inflight[:rest], 0
 	}
 }
@@ -482,7 +553,7 @@ func (w *worker) lost(ctx context.Context) error {
 	// with them, in order, while this one waits to reconnect.
 	w.pending = w.giveBackLane(resend)
 	clear(w.inflight)
-	w.inflight, w.head = w.inflight[:0], 0
+	w.inflight, w.head, w.ackNext = w.inflight[:0], 0, 0
 	clear(w.bufItems)
 	w.bufItems, w.buf = w.bufItems[:0], w.buf[:0]
 
@@ -571,6 +642,7 @@ func (w *worker) exit(ctx context.Context) {
 	held = append(held, w.bufItems...)
 	held = append(held, w.pending...)
 	w.inflight, w.bufItems, w.pending = nil, nil, nil
+	w.head, w.ackNext = 0, 0
 	if held = w.giveBackLane(held); len(held) > 0 {
 		w.s.pool.push(held)
 	}
