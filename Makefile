@@ -22,7 +22,7 @@ EMULATOR_PORT ?= 4566
 emulator: deps
 	$(GO) run ./tools/emulator -port $(EMULATOR_PORT)
 
-## deps: what the integration tests need (Node 22 + fauxqs from npm, rsyslog from apt). Idempotent.
+## deps: what the integration tests need (Node 22 + fauxqs + dynalite from npm, rsyslog from apt). Idempotent.
 deps:
 	./scripts/deps.sh
 

@@ -2,6 +2,7 @@
 # Installs what the integration tests and the demo need, once per machine:
 #  - rsyslog + rsyslog-gnutls (Debian) for the real mutual-TLS receiver;
 #  - Node 22 and fauxqs (npm) for the SQS/SNS/S3 emulator (scripts/fauxqs/install.sh).
+#  - Node 22 and dynalite (npm) for the DynamoDB emulator (scripts/dynalite/install.sh).
 # Safe to run again: it does nothing when everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,4 +17,8 @@ fi
 
 if [ -x scripts/fauxqs/install.sh ]; then
   scripts/fauxqs/install.sh
+fi
+
+if [ -x scripts/dynalite/install.sh ]; then
+  scripts/dynalite/install.sh
 fi
