@@ -39,14 +39,17 @@ type holders struct {
 	s      *Source
 	ctx    context.Context // the Run's; ends the holdings
 	period time.Duration
-	on     map[string]bool // detectors whose lease is run; cycle goroutine only
 	wg     sync.WaitGroup
+
+	mu sync.Mutex
+	on map[string]bool // detectors whose lease is run
 }
 
 // start runs the lease of every detector of ids not yet run, and waits up
 // to firstHoldWait for those this collector comes to hold.
 func (h *holders) start(ids []string) {
 	var added []*detector
+	h.mu.Lock()
 	for _, id := range ids {
 		if h.on[id] {
 			continue
@@ -57,10 +60,19 @@ func (h *holders) start(ids []string) {
 		h.wg.Add(1)
 		go func() {
 			defer h.wg.Done()
-			// hold never fails, so neither does Run.
-			_ = h.s.leases.Run(h.ctx, d.key, func(lctx context.Context) error { return h.hold(lctx, d) })
+			// hold never fails; Run does when it cannot register the
+			// lease (the lease table unreachable): the next cycle tries
+			// again.
+			err := h.s.leases.Run(h.ctx, d.key, func(lctx context.Context) error { return h.hold(lctx, d) })
+			if err != nil && h.ctx.Err() == nil {
+				d.log.Warn("detector lease not registered, trying again next cycle", "err", err)
+				h.mu.Lock()
+				delete(h.on, d.id)
+				h.mu.Unlock()
+			}
 		}()
 	}
+	h.mu.Unlock()
 	if len(added) == 0 {
 		return
 	}
