@@ -73,7 +73,29 @@ func Run(stop context.Context, cfg *config.Config, stdout, stderr io.Writer) err
 	}
 	defer closeOutputs(outs)
 
-	units, err := buildUnits(stop, cfg, store, reg, log)
+	// With globals.coordination, the API streams' checkpoints and leases
+	// live in the shared table; the local store stays open for a
+	// collector alone (and the spool and journal are per instance anyway).
+	var unitState state.Store = store
+	if cfg.Globals.Coordination != nil {
+		co, err := openCoordination(stop, cfg, reg, log)
+		if err != nil {
+			return err
+		}
+		// Deferred after the outputs' close, so it runs before it: once
+		// the pipeline has stopped every stream, the leases are released
+		// and the other collectors take over at once.
+		defer func() {
+			if err := co.Close(); err != nil {
+				log.Warn("leases not released, the other collectors take them when they expire", "err", err)
+			}
+		}()
+		unitState = shared{Store: co.Store(), leases: co}
+		log.Info("coordination enabled", "table", cfg.Globals.Coordination.Table, "region", cfg.Globals.Coordination.Region,
+			"owner", co.Owner(), "lease_duration", co.LeaseDuration())
+	}
+
+	units, err := buildUnits(stop, cfg, unitState, reg, log)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/awsapi"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/coord"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/lease"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/stats"
@@ -58,6 +59,14 @@ func credMode(m config.CredMode) awsapi.Mode {
 	return awsapi.DefaultChain
 }
 
+// shared is the store handed to buildUnits when globals.coordination is
+// set: the coordinator's checkpoint store together with the coordinator
+// as the lease holder, so that every Env gets both.
+type shared struct {
+	state.Store
+	leases lease.Holder
+}
+
 func newEnv(ctx context.Context, in *config.Input, store state.Store, reg *stats.Registry, log *slog.Logger) (*Env, error) {
 	opts := sessionOptions(in, log.With("input", in.Name))
 	opts.OnAPICall = apiCallReporter(reg)
@@ -65,7 +74,54 @@ func newEnv(ctx context.Context, in *config.Input, store state.Store, reg *stats
 	if err != nil {
 		return nil, fmt.Errorf("input %s: AWS session: %w", in.Name, err)
 	}
-	return &Env{Session: sess, State: store, Leases: lease.Solo{}}, nil
+	env := &Env{Session: sess, State: store, Leases: lease.Solo{}}
+	if sh, ok := store.(shared); ok {
+		env.State, env.Leases = sh.Store, sh.leases
+	}
+	return env, nil
+}
+
+// openCoordination opens the lease table of globals.coordination with the
+// first enabled input's credentials (the default chain when there is
+// none) and registers its metrics. The caller must Close it.
+func openCoordination(ctx context.Context, cfg *config.Config, reg *stats.Registry, log *slog.Logger) (*coord.Coordinator, error) {
+	cc := cfg.Globals.Coordination
+	clog := log.With("component", "coordination")
+	opts := awsapi.Options{Mode: awsapi.DefaultChain, Region: cc.Region, Logger: clog}
+	for _, in := range cfg.Inputs {
+		if in.Enabled {
+			opts = sessionOptions(in, clog.With("input", in.Name))
+			break
+		}
+	}
+	opts.OnAPICall = apiCallReporter(reg)
+	unavailable := func(err error) error {
+		return config.RuntimeError("P27", "table", cc.Table, "region", cc.Region, "reason", err.Error())
+	}
+	sess, err := awsapi.NewSession(ctx, opts)
+	if err != nil {
+		return nil, unavailable(fmt.Errorf("AWS session: %w", err))
+	}
+	c, err := coord.Open(ctx, coord.Config{
+		Table:         cc.Table,
+		Region:        cc.Region,
+		Endpoint:      cc.EndpointURL,
+		LeaseDuration: cc.LeaseDuration,
+		AWS:           sess.Config(cc.Region),
+		Log:           clog,
+	})
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	reg.RegisterLeases(func() stats.LeaseInfo {
+		held := c.Held()
+		names := make([]string, len(held))
+		for i, k := range held {
+			names[i] = k.String()
+		}
+		return stats.LeaseInfo{Owner: c.Owner(), Held: names, Takeovers: c.Takeovers(), Lost: c.Lost()}
+	})
+	return c, nil
 }
 
 // credentialsPoll is how often watchCredentials reads a session's health.

@@ -56,6 +56,26 @@ type Globals struct {
 	GenerateCollectorDetails bool
 	InternalGlobalMessages   bool
 	MetricsListen            string // extension metrics_listen, e.g. "127.0.0.1:9464"; "" = off
+
+	// Coordination (globals.coordination) shares the API streams of one
+	// configuration between several collectors; nil for a collector alone.
+	Coordination *Coordination
+}
+
+// CoordinationDynamoDB is the only globals.coordination type.
+const CoordinationDynamoDB = "dynamodb"
+
+// DefaultLeaseDuration is lease_duration_in_sec when not given.
+const DefaultLeaseDuration = 20 * time.Second
+
+// Coordination is globals.coordination: where the shared leases and
+// checkpoints live (see docs/coordination.md).
+type Coordination struct {
+	Type          string // CoordinationDynamoDB
+	Table         string // config.table, created on first use
+	Region        string // config.region
+	EndpointURL   string // config.endpoint_url; "" = AWS's endpoint
+	LeaseDuration time.Duration
 }
 
 // Output types.

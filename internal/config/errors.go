@@ -32,6 +32,9 @@ func init() {
 	catalogue["P22"] = row{"AwsServiceConfigurationError", 108, `"{service_config_key_path}": unknown service "{name}": it is not a predefined service and declares no "types"`, scopeUser}
 	catalogue["P23"] = row{"OutputConfigurationError", 106, `File "{path}" is not {what}: {reason}`, scopeUser}
 	catalogue["P24"] = row{"OutputConfigurationError", 107, `"outputs.{name}.config.key" does not belong to the certificate "outputs.{name}.config.cert": {reason}`, scopeUser}
+	catalogue["P25"] = row{"CoordinationConfigurationError", 1, `"globals.coordination.type" has an unsupported value "{value}", allowed: {allowed}`, scopeUser}
+	catalogue["P26"] = row{"CoordinationConfigurationError", 2, `"globals.coordination.{key}" mandatory property is missing or empty`, scopeUser}
+	catalogue["P27"] = row{"CoordinationError", 1, `Coordination table "{table}" in region "{region}" is not available: {reason}`, scopeRuntime}
 }
 
 // Error is one configuration problem: a catalogue row with its message

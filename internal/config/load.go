@@ -237,7 +237,8 @@ func (d *decoder) globals(g *value) {
 		"queue_wrap_max_size_in_messages", "queue_generate_metrics", "sender_stats_period_in_sec",
 		"devo_sender_threshold_for_using_gzip_in_transport_layer", "devo_sender_compression_level",
 		"devo_sender_compression_buffer_in_bytes", "generate_collector_details", "multiprocessing",
-		"internal_global_messages", "metrics_listen", "in_flight_max_size_in_mb", "memory_limit_in_mb")
+		"internal_global_messages", "metrics_listen", "in_flight_max_size_in_mb", "memory_limit_in_mb",
+		"coordination")
 	gl := &d.c.Globals
 	gl.ID = d.idValue(g, "id", p, "not_used")
 	name := d.str(g, "name", p, "aws_collector")
@@ -298,7 +299,71 @@ func (d *decoder) globals(g *value) {
 	d.boolean(g, "multiprocessing", p, false) // accepted and ignored: one process
 	gl.InternalGlobalMessages = d.boolean(g, "internal_global_messages", p, false)
 	gl.MetricsListen = d.str(g, "metrics_listen", p, "")
+	gl.Coordination = d.coordination(g, p)
 }
+
+// Lease durations outside these bounds are refused: below 3 s a renewal
+// (every third) races DynamoDB's own latency and retries; above an hour a
+// dead collector's streams would stop for hours.
+const (
+	minLeaseSeconds = 3
+	maxLeaseSeconds = 3600
+)
+
+// coordination reads globals.coordination; nil when absent.
+func (d *decoder) coordination(g *value, path string) *Coordination {
+	v, ok := g.get("coordination")
+	if !ok || v.kind == kNull {
+		return nil
+	}
+	p := path + ".coordination"
+	if v.kind != kMap {
+		d.expect(p, "a mapping")
+		return nil
+	}
+	d.unknown(v, p, "type", "config")
+	c := &Coordination{LeaseDuration: DefaultLeaseDuration}
+	tv, ok := v.get("type")
+	switch {
+	case !ok || tv.kind == kNull || (tv.kind == kString && tv.s == ""):
+		d.add(newError("P26", p+".type", "key", "type"))
+	case tv.kind != kString:
+		d.expect(p+".type", `the string "dynamodb"`)
+	case tv.s != CoordinationDynamoDB:
+		d.add(newError("P25", p+".type", "value", tv.s, "allowed", quoteList([]string{CoordinationDynamoDB})))
+	default:
+		c.Type = tv.s
+	}
+	cp := p + ".config"
+	cv, ok := v.get("config")
+	if !ok || cv.kind == kNull {
+		d.add(newError("P26", cp, "key", "config"))
+		return c
+	}
+	if cv.kind != kMap {
+		d.expect(cp, "a mapping")
+		return c
+	}
+	d.unknown(cv, cp, "table", "region", "endpoint_url", "lease_duration_in_sec")
+	c.Table = d.str(cv, "table", cp, "")
+	if tv, ok := cv.get("table"); ok && tv.kind == kString && tv.s != "" && !tableName.MatchString(tv.s) {
+		d.expect(cp+".table", "a DynamoDB table name: 3 to 255 letters, digits, '_', '-' or '.'")
+	} else if !ok || tv.kind == kNull || (tv.kind == kString && tv.s == "") {
+		d.add(newError("P26", cp+".table", "key", "config.table"))
+	}
+	c.Region = d.str(cv, "region", cp, "")
+	if rv, ok := cv.get("region"); !ok || rv.kind == kNull || (rv.kind == kString && rv.s == "") {
+		d.add(newError("P26", cp+".region", "key", "config.region"))
+	} else if rv.kind == kString && !regionName.MatchString(rv.s) {
+		d.expect(cp+".region", "an AWS region name such as us-east-1")
+	}
+	c.EndpointURL = d.url(cv, "endpoint_url", cp)
+	c.LeaseDuration = seconds(d.integer(cv, "lease_duration_in_sec", cp, int(DefaultLeaseDuration/time.Second), minLeaseSeconds, maxLeaseSeconds))
+	return c
+}
+
+// tableName is DynamoDB's table naming rule.
+var tableName = regexp.MustCompile(`^[a-zA-Z0-9_.-]{3,255}$`)
 
 // idValue reads an id given as a string or an integer.
 func (d *decoder) idValue(m *value, key, path, def string) string {

@@ -133,6 +133,8 @@ var userRowCases = []struct {
 	{"P20", "globals.queue_max_size_in_messages", "globals: {queue_max_size_in_messages: many}\n" + withServices("{aws-guardduty: {}}")},
 	{"P21", svc + "service-events-all.sqs_queue_nam", withServices("{service-events-all: {sqs_queue_name: q, sqs_queue_nam: r}}")},
 	{"P22", svc + "service-event-all", withServices("{service-event-all: {sqs_queue_name: q}}")},
+	{"P25", "globals.coordination.type", "globals: {coordination: {type: redis, config: {table: t1x, region: us-east-1}}}\n" + withServices("{aws-guardduty: {}}")},
+	{"P26", "globals.coordination.config.table", "globals: {coordination: {type: dynamodb, config: {region: us-east-1}}}\n" + withServices("{aws-guardduty: {}}")},
 }
 
 // certificateRows need files on disk; TestCertificateRows covers them.

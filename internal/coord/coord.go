@@ -100,7 +100,7 @@ type Coordinator struct {
 	paused  bool                 // tests: renewals and balancing suspended
 	closed  bool
 
-	takeovers map[string]int64 // by kind: "unowned", "expired", "handover"
+	takeovers map[string]int64 // by kind: "unowned", "expired"
 	lost      int64
 
 	store *Store
@@ -206,8 +206,8 @@ func (c *Coordinator) Held() []state.Key {
 }
 
 // Takeovers returns how many leases this collector has taken, by how it got
-// them: "unowned" (new or released), "expired" (its owner stopped
-// renewing) and "handover" (asked of a more loaded owner).
+// them: "unowned" (new, or released by a collector that stopped or handed
+// it over) and "expired" (its owner stopped renewing).
 func (c *Coordinator) Takeovers() map[string]int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -303,9 +303,6 @@ func (c *Coordinator) takeOne(cd candidate) bool {
 	h := &holding{key: o.key, epoch: epoch, counter: counter, renewSent: sent, lost: make(chan struct{})}
 	c.held[cd.id] = h
 	kind := cd.kind
-	if o.claim == c.owner {
-		kind = "handover"
-	}
 	c.takeovers[kind]++
 	r := c.runs[cd.id]
 	c.mu.Unlock()
