@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -249,10 +250,18 @@ type scaleProc struct {
 
 // leaseMetrics reads a collector's /metrics: the leases it holds, its
 // owner name, and its successful SQS deletes.
+// Before the collector listens, it reports nothing.
 func (c *scaleProc) leaseMetrics(t *testing.T) (held []string, owner string, deletes int) {
 	t.Helper()
-	body := httpGet(t, "http://"+c.metrics+"/metrics", 200)
-	sc := bufio.NewScanner(strings.NewReader(body))
+	resp, err := http.Get("http://" + c.metrics + "/metrics")
+	if err != nil {
+		return nil, "", 0
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics of %s: %s", c.name, resp.Status)
+	}
+	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
