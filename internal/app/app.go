@@ -82,6 +82,9 @@ func Run(stop context.Context, cfg *config.Config, stdout, stderr io.Writer) err
 		if err != nil {
 			return err
 		}
+		watchCtx, stopWatch := context.WithCancel(context.Background())
+		defer stopWatch()
+		go watchCoordination(watchCtx, co, reg.Health(), credentialsPoll)
 		// Deferred after the outputs' close, so it runs before it: once
 		// the pipeline has stopped every stream, the leases are released
 		// and the other collectors take over at once.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/awsapi"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/coord"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/sink/devo"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/sqsengine"
@@ -58,6 +59,9 @@ func Check(ctx context.Context, cfg *config.Config, w io.Writer) error {
 			}
 		}
 	}
+	if cc := cfg.Globals.Coordination; cc != nil {
+		checkCoordination(ctx, cfg, cc, w, fail)
+	}
 	for _, o := range cfg.Outputs {
 		if o.Type == config.OutputConsole || o.Type == config.OutputStdout {
 			continue
@@ -91,3 +95,27 @@ func (c *CheckFailed) Error() string { return fmt.Sprintf("%d check(s) failed", 
 
 // Unwrap returns every failure, for errors.Is and errors.As.
 func (c *CheckFailed) Unwrap() []error { return c.Failed }
+
+// checkCoordination reads the coordination table (never creating it) with
+// the credentials the collector would use.
+func checkCoordination(ctx context.Context, cfg *config.Config, cc *config.Coordination, w io.Writer, fail func(error)) {
+	log := slog.New(slog.DiscardHandler)
+	opts := coordinationSession(cfg, log)
+	opts.RetryMaxAttempts = 2
+	sess, err := awsapi.NewSession(ctx, opts)
+	if err != nil {
+		fail(fmt.Errorf("coordination: credentials: %w", err))
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	st, err := coord.Describe(cctx, coord.Config{Table: cc.Table, Region: cc.Region, Endpoint: cc.EndpointURL, AWS: sess.Config(cc.Region)})
+	switch {
+	case err != nil:
+		fail(fmt.Errorf("coordination: table %s in %s: %w", cc.Table, cc.Region, err))
+	case !st.Exists:
+		fmt.Fprintf(w, "ok   coordination: table %s in %s does not exist yet; the first collector creates it\n", cc.Table, cc.Region)
+	default:
+		fmt.Fprintf(w, "ok   coordination: table %s in %s is %s, %d lease(s), %d held\n", cc.Table, cc.Region, st.Status, st.Leases, st.Owned)
+	}
+}

@@ -114,3 +114,41 @@ func TestCoordinationUnreachableIsP27(t *testing.T) {
 		t.Fatalf("err = %v, want P27 naming the table", err)
 	}
 }
+
+// /healthz shows the lease table: degraded with the error while DynamoDB
+// does not answer, running again once it does.
+func TestCoordinationHealth(t *testing.T) {
+	srv := dynalite.Start(t)
+	cfg := coordConfig(srv.URL)
+	reg := stats.NewRegistry()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	co, err := openCoordination(ctx, cfg, reg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer co.Close()
+	go watchCoordination(ctx, co, reg.Health(), 20*time.Millisecond)
+	wait := func(state stats.State, reason string) {
+		t.Helper()
+		for {
+			c := reg.Health().Report().Components["coordination"]
+			if c.State == state && strings.HasPrefix(c.Reason, reason) {
+				return
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("coordination component %+v, want %s %q…", c, state, reason)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	wait(stats.Running, "")
+	if err := srv.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	wait(stats.Degraded, "lease table: ")
+	if err := srv.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	wait(stats.Running, "")
+}

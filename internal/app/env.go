@@ -81,19 +81,24 @@ func newEnv(ctx context.Context, in *config.Input, store state.Store, reg *stats
 	return env, nil
 }
 
+// coordinationSession is the AWS session of the coordination table: the
+// first enabled input's credentials, or the default chain without one.
+func coordinationSession(cfg *config.Config, log *slog.Logger) awsapi.Options {
+	for _, in := range cfg.Inputs {
+		if in.Enabled {
+			return sessionOptions(in, log.With("input", in.Name))
+		}
+	}
+	return awsapi.Options{Mode: awsapi.DefaultChain, Region: cfg.Globals.Coordination.Region, Logger: log}
+}
+
 // openCoordination opens the lease table of globals.coordination with the
 // first enabled input's credentials (the default chain when there is
 // none) and registers its metrics. The caller must Close it.
 func openCoordination(ctx context.Context, cfg *config.Config, reg *stats.Registry, log *slog.Logger) (*coord.Coordinator, error) {
 	cc := cfg.Globals.Coordination
 	clog := log.With("component", "coordination")
-	opts := awsapi.Options{Mode: awsapi.DefaultChain, Region: cc.Region, Logger: clog}
-	for _, in := range cfg.Inputs {
-		if in.Enabled {
-			opts = sessionOptions(in, clog.With("input", in.Name))
-			break
-		}
-	}
+	opts := coordinationSession(cfg, clog)
 	opts.OnAPICall = apiCallReporter(reg)
 	unavailable := func(err error) error {
 		return config.RuntimeError("P27", "table", cc.Table, "region", cc.Region, "reason", err.Error())
@@ -149,6 +154,31 @@ func watchCredentials(ctx context.Context, name string, sess credentialHealth, h
 			return
 		}
 		h.Set(name, stats.Running, "")
+	}
+	publish()
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			publish()
+		}
+	}
+}
+
+// watchCoordination publishes the coordination table's health as the
+// /healthz component "coordination" until ctx ends: running while the
+// lease table answers, degraded with the DynamoDB error while it does not
+// (the API streams stop if that lasts most of a lease duration).
+func watchCoordination(ctx context.Context, c interface{ Health() error }, h *stats.Health, period time.Duration) {
+	publish := func() {
+		if err := c.Health(); err != nil {
+			h.Set("coordination", stats.Degraded, "lease table: "+err.Error())
+			return
+		}
+		h.Set("coordination", stats.Running, "")
 	}
 	publish()
 	t := time.NewTicker(period)

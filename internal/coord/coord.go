@@ -91,15 +91,15 @@ type Coordinator struct {
 	wg      sync.WaitGroup
 	kick    chan struct{}
 
-	mu      sync.Mutex
-	held    map[string]*holding  // by item key
-	runs    map[string]*run      // registered streams, by item key
-	seen    map[string]*observed // last view of every lease item
-	gone    map[string]time.Time // leases this collector handed over, and when
-	claimed string               // a lease this collector asked its owner to hand over
-	paused  bool                 // tests: renewals and balancing suspended
-	closed  bool
+	mu     sync.Mutex
+	held   map[string]*holding  // by item key
+	runs   map[string]*run      // registered streams, by item key
+	seen   map[string]*observed // last view of every lease item
+	gone   map[string]time.Time // leases this collector handed over, and when
+	paused bool                 // tests: renewals and balancing suspended
+	closed bool
 
+	lastErr   error            // the last failed table call since the last good read
 	takeovers map[string]int64 // by kind: "unowned", "expired"
 	lost      int64
 
@@ -114,10 +114,18 @@ type holding struct {
 	renewSent time.Time // when the last successful renewal (or the take) was sent
 	lost      chan struct{}
 	lostOnce  sync.Once
-	handover  bool // its owner asked for it: stop the stream, then release
+	handover  bool        // its owner asked for it: stop the stream, then release
+	watchdog  *time.Timer // fires when renewSent is older than the validity
 }
 
-func (h *holding) cancel() { h.lostOnce.Do(func() { close(h.lost) }) }
+func (h *holding) cancel() {
+	h.lostOnce.Do(func() {
+		close(h.lost)
+		if h.watchdog != nil {
+			h.watchdog.Stop()
+		}
+	})
+}
 
 // run is a stream registered by Run.
 type run struct {
@@ -151,16 +159,8 @@ func Open(ctx context.Context, c Config) (*Coordinator, error) {
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
-	db := dynamodb.NewFromConfig(c.AWS, func(o *dynamodb.Options) {
-		if c.Region != "" {
-			o.Region = c.Region
-		}
-		if c.Endpoint != "" {
-			o.BaseEndpoint = aws.String(c.Endpoint)
-		}
-	})
 	co := &Coordinator{
-		db:        db,
+		db:        newClient(c),
 		table:     c.Table,
 		owner:     c.Owner,
 		dur:       c.LeaseDuration,
@@ -216,6 +216,23 @@ func (c *Coordinator) Takeovers() map[string]int64 {
 		out[k] = v
 	}
 	return out
+}
+
+// Health returns the last DynamoDB error of the lease loops (a renewal, a
+// take, a read of the table) since the table was last read successfully,
+// nil when all is well. While it is not nil this collector may be about to
+// give up its leases; /healthz shows it.
+func (c *Coordinator) Health() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastErr
+}
+
+// noteErr records a failed table call for Health (nil: a good read).
+func (c *Coordinator) noteErr(err error) {
+	c.mu.Lock()
+	c.lastErr = err
+	c.mu.Unlock()
 }
 
 // Lost returns how many leases this collector has lost (taken by another
@@ -278,7 +295,17 @@ func (c *Coordinator) halt() {
 func (c *Coordinator) setPaused(p bool) {
 	c.mu.Lock()
 	c.paused = p
+	hs := make(map[string]*holding, len(c.held))
+	for id, h := range c.held {
+		hs[id] = h
+	}
 	c.mu.Unlock()
+	if !p {
+		// As on SIGCONT, the watchdogs that came due meanwhile fire now.
+		for id, h := range hs {
+			c.expire(id, h)
+		}
+	}
 }
 
 // callTimeout bounds one DynamoDB call (with the SDK's retries inside it),
@@ -287,10 +314,10 @@ func (c *Coordinator) callTimeout() time.Duration { return c.dur / 3 }
 
 // Run implements lease.Holder: it registers k (creating its lease item,
 // unowned, when missing), then calls fn each time this collector comes to
-// hold the lease, with a context that ends when the lease is lost or ctx
-// ends. It returns nil once ctx ends, or fn's error when fn fails while the
-// lease is still held (the lease stays held, so a restarted unit resumes at
-// once).
+// hold the lease, with a context that ends when the lease is lost, ctx ends
+// or the Coordinator is closed. It returns nil once ctx ends, or fn's error
+// when fn fails while the lease is still held (the lease stays held, so a
+// restarted unit resumes at once). After Close it calls fn no more.
 func (c *Coordinator) Run(ctx context.Context, k state.Key, fn func(ctx context.Context) error) error {
 	id, err := itemKey(k)
 	if err != nil {
@@ -329,6 +356,10 @@ func (c *Coordinator) Run(ctx context.Context, k state.Key, fn func(ctx context.
 		if h == nil {
 			select {
 			case <-ctx.Done():
+				return nil
+			case <-c.loopCtx.Done():
+				// Closed: this collector takes no lease any more.
+				<-ctx.Done()
 				return nil
 			case <-r.wake:
 				continue

@@ -166,6 +166,10 @@ func balanced(tr *tracker, ks []state.Key, owners ...string) func() bool {
 
 func TestOpenCreatesTable(t *testing.T) {
 	srv := dynalite.Start(t)
+	cfg := Config{Table: "created", Endpoint: srv.URL, AWS: srv.Config()}
+	if st, err := Describe(context.Background(), cfg); err != nil || st.Exists {
+		t.Fatalf("describe before open: %+v %v, want a missing table", st, err)
+	}
 	c := open(t, srv, "created", "a")
 	db := dynamodb.NewFromConfig(srv.Config())
 	out, err := db.DescribeTable(context.Background(), &dynamodb.DescribeTableInput{TableName: aws.String("created")})
@@ -180,8 +184,14 @@ func TestOpenCreatesTable(t *testing.T) {
 	}
 	// A second collector opens the existing table.
 	c2 := open(t, srv, "created", "b")
+	k := keys(1)[0]
+	runAll(t, c2, []state.Key{k}, newTracker())
+	waitFor(t, 10*time.Second, "lease held", func() bool { return len(c2.Held()) == 1 })
+	st, err := Describe(context.Background(), cfg)
+	if err != nil || !st.Exists || st.Status != "ACTIVE" || st.Leases != 1 || st.Owned != 1 {
+		t.Fatalf("describe: %+v %v, want an active table with 1 held lease", st, err)
+	}
 	_ = c
-	_ = c2
 }
 
 func TestSplitAcrossThree(t *testing.T) {
@@ -457,4 +467,137 @@ func countChunks(t *testing.T, srv *dynalite.Server, table string) int {
 		}
 	}
 	return n
+}
+
+// When DynamoDB cannot be reached for most of a lease duration, the
+// collector stops its streams (others may be taking them over), and takes
+// its leases back once the table answers again.
+func TestTableOutageStopsStreams(t *testing.T) {
+	srv := dynalite.Start(t)
+	c := open(t, srv, "outage", "a")
+	ks := keys(2)
+	tr := newTracker()
+	runAll(t, c, ks, tr)
+	waitFor(t, 10*time.Second, "both streams run", func() bool { _, ok := tr.split(ks); return ok })
+
+	if err := srv.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	paused := time.Now()
+	// A checkpoint write during the outage keeps trying until the lease is
+	// given up, then reports it.
+	putErr := make(chan error, 1)
+	go func() { putErr <- c.Store().Put(ks[0], []byte("during the outage")) }()
+	stopped := waitFor(t, 2*testLease, "streams stopped during the outage", func() bool {
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		return len(tr.running[ks[0]]) == 0 && len(tr.running[ks[1]]) == 0
+	})
+	t.Logf("streams stopped %v into the outage (lease %v)", stopped.Round(10*time.Millisecond), testLease)
+	// Others count the lease expired a lease duration after they saw the
+	// last renewal land; the streams must have stopped before that.
+	// (They give it up 5/6 of the way; the margin is for a loaded machine.)
+	if limit := testLease - 100*time.Millisecond; stopped > limit {
+		t.Errorf("streams ran %v into the outage, want at most %v (lease %v)", stopped, limit, testLease)
+	}
+	select {
+	case err := <-putErr:
+		if !errors.Is(err, lease.ErrNotHeld) {
+			t.Errorf("put during the outage: %v, want lease.ErrNotHeld", err)
+		}
+	case <-time.After(testLease):
+		t.Error("put during the outage still waits after the lease was given up")
+	}
+	if err := srv.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	back := waitFor(t, 3*testLease, "streams run again after the outage", func() bool { _, ok := tr.split(ks); return ok })
+	t.Logf("streams back %v after the table answered again (outage %v)", back.Round(10*time.Millisecond), time.Since(paused).Round(10*time.Millisecond))
+	if c.Lost() != 2 {
+		t.Errorf("lost %d leases, want 2", c.Lost())
+	}
+}
+
+// Delete is fenced for the streams this collector runs, and plain for keys
+// it does not run (operator tooling such as state.Reset).
+func TestDeleteAndList(t *testing.T) {
+	srv := dynalite.Start(t)
+	a := open(t, srv, "del", "a")
+	b := open(t, srv, "del", "b")
+	ks := keys(2)
+	tr := newTracker()
+	runAll(t, a, ks[:1], tr)
+	waitFor(t, 10*time.Second, "a holds its stream", func() bool { return len(a.Held()) == 1 })
+	if err := a.Store().Put(ks[0], []byte("v0")); err != nil {
+		t.Fatal(err)
+	}
+	// b runs ks[1] but a holds ks[0]: b registers ks[0] too, without
+	// holding it, and its delete of ks[0] is refused.
+	runAll(t, b, ks, tr)
+	waitFor(t, 10*time.Second, "b holds the other stream", func() bool { return len(b.Held()) == 1 })
+	if err := b.Store().Delete(ks[0]); !errors.Is(err, lease.ErrNotHeld) {
+		t.Fatalf("delete of a stream another collector holds: %v, want lease.ErrNotHeld", err)
+	}
+	if v, ok, _ := a.Store().Get(ks[0]); !ok || string(v) != "v0" {
+		t.Fatalf("checkpoint after refused delete: %q %v", v, ok)
+	}
+	// A key nobody runs here: deleted without a lease, and a missing one
+	// is not an error.
+	if err := b.Store().Delete(state.Key{Input: "x", Service: "y", Region: "z", Sub: "none"}); err != nil {
+		t.Fatal(err)
+	}
+	all, err := b.Store().List(state.Key{})
+	if err != nil || len(all) != 1 || string(all[ks[0]]) != "v0" {
+		t.Fatalf("list: %v %v", all, err)
+	}
+	if _, err := b.Store().List(state.Key{Input: "in", Region: "us-east-1"}); err == nil {
+		t.Fatal("list with a field set after an empty one: no error")
+	}
+	n, err := state.Reset(a.Store(), state.Key{Input: "in"})
+	if err != nil || n != 1 {
+		t.Fatalf("reset: %d %v", n, err)
+	}
+	if _, ok, _ := a.Store().Get(ks[0]); ok {
+		t.Fatal("checkpoint still there after reset")
+	}
+}
+
+// A checkpoint write during a DynamoDB outage shorter than the lease waits
+// for the table and succeeds.
+func TestPutWaitsOutShortOutage(t *testing.T) {
+	srv := dynalite.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := Open(ctx, Config{Table: "short", Endpoint: srv.URL, LeaseDuration: 6 * time.Second, Owner: "a",
+		AWS: srv.Config(), Log: testLog(t, "a")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	k := keys(1)[0]
+	runAll(t, c, []state.Key{k}, newTracker())
+	waitFor(t, 10*time.Second, "lease held", func() bool { return len(c.Held()) == 1 })
+	if err := srv.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	putErr := make(chan error, 1)
+	go func() { putErr <- c.Store().Put(k, []byte("saved after the outage")) }()
+	time.Sleep(time.Second)
+	if err := srv.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-putErr:
+		if err != nil {
+			t.Fatalf("put across a 1 s outage: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("put never returned after the outage")
+	}
+	if v, ok, err := c.Store().Get(k); err != nil || !ok || string(v) != "saved after the outage" {
+		t.Fatalf("get: %q %v %v", v, ok, err)
+	}
+	if len(c.Held()) != 1 {
+		t.Fatal("lease lost over a 1 s outage of a 6 s lease")
+	}
 }

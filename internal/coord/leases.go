@@ -46,13 +46,6 @@ func (c *Coordinator) renewAll() {
 
 	var wg sync.WaitGroup
 	for _, x := range hs {
-		// A collector that could not renew for most of a lease duration
-		// (DynamoDB unreachable, or this process paused) must assume the
-		// others are taking over, and stop the stream.
-		if time.Since(x.h.renewSent) > c.validity() {
-			c.lose(x.id, x.h, "not renewed in time")
-			continue
-		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -74,11 +67,17 @@ func (c *Coordinator) renewOne(id string, h *holding) {
 	case err != nil:
 		if c.loopCtx.Err() == nil {
 			c.log.Warn("lease renewal failed", "key", h.key.String(), "err", err)
+			c.noteErr(err)
 		}
 		return
 	}
 	c.mu.Lock()
+	if c.held[id] != h {
+		c.mu.Unlock()
+		return // given up meanwhile (the watchdog fired)
+	}
 	h.renewSent = sent
+	h.watchdog.Reset(c.validity() - time.Since(sent))
 	h.counter = getN(item, attrCounter)
 	claim := getS(item, attrClaim)
 	startHandover := claim != "" && !h.handover
@@ -116,6 +115,24 @@ func (c *Coordinator) finishHandover(id string, h *holding) {
 		return
 	}
 	c.log.Info("lease handed over", "key", h.key.String())
+}
+
+// watch arms h's watchdog: a collector that could not renew for most of a
+// lease duration (DynamoDB unreachable, or this process paused) must
+// assume the others are taking over, and stop the stream at once rather
+// than at its next renewal round. Called with c.mu held.
+func (c *Coordinator) watch(id string, h *holding) {
+	h.watchdog = time.AfterFunc(c.validity()-time.Since(h.renewSent), func() { c.expire(id, h) })
+}
+
+// expire gives h up if its last renewal is older than the validity.
+func (c *Coordinator) expire(id string, h *holding) {
+	c.mu.Lock()
+	due := !c.paused && c.held[id] == h && time.Since(h.renewSent) >= c.validity()
+	c.mu.Unlock()
+	if due {
+		c.lose(id, h, "not renewed in time")
+	}
 }
 
 // lose forgets a lease and ends its stream.
@@ -171,9 +188,11 @@ func (c *Coordinator) balance() {
 	if err != nil {
 		if c.loopCtx.Err() == nil {
 			c.log.Warn("lease table read failed", "err", err)
+			c.noteErr(err)
 		}
 		return
 	}
+	c.noteErr(nil)
 	now := time.Now()
 
 	c.mu.Lock()
@@ -302,6 +321,7 @@ func (c *Coordinator) takeOne(cd candidate) bool {
 	o := c.seen[cd.id]
 	h := &holding{key: o.key, epoch: epoch, counter: counter, renewSent: sent, lost: make(chan struct{})}
 	c.held[cd.id] = h
+	c.watch(cd.id, h)
 	kind := cd.kind
 	c.takeovers[kind]++
 	r := c.runs[cd.id]

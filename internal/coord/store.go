@@ -58,10 +58,15 @@ func (s *Store) Get(k state.Key) ([]byte, bool, error) {
 	// A concurrent Put may swing the pointer and delete the chunks this
 	// read follows; reading the pointer again finds the new ones.
 	for attempt := 0; ; attempt++ {
-		out, err := s.c.db.GetItem(ctx, &dynamodb.GetItemInput{
-			TableName:      aws.String(s.c.table),
-			Key:            leaseItemKey(id),
-			ConsistentRead: aws.Bool(true),
+		var out *dynamodb.GetItemOutput
+		err := retry(ctx, func() error {
+			var err error
+			out, err = s.c.db.GetItem(ctx, &dynamodb.GetItemInput{
+				TableName:      aws.String(s.c.table),
+				Key:            leaseItemKey(id),
+				ConsistentRead: aws.Bool(true),
+			})
+			return err
 		})
 		if err != nil {
 			return nil, false, fmt.Errorf("checkpoint %s: read: %w", k, err)
@@ -139,6 +144,14 @@ func (s *Store) Put(k state.Key, v []byte) error {
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
+	// Retrying stops when the lease is given up meanwhile.
+	go func() {
+		select {
+		case <-h.lost:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 
 	var (
 		update string
@@ -159,22 +172,32 @@ func (s *Store) Put(k state.Key, v []byte) error {
 		n, err = s.writeChunks(ctx, id, ver, v)
 		if err != nil {
 			s.deleteChunks(id, ver, n)
+			select {
+			case <-h.lost:
+				return errNotHeld(k)
+			default:
+			}
 			return fmt.Errorf("checkpoint %s: write chunks: %w", k, err)
 		}
 		update = "SET #cpv = :ver, #cpn = :n REMOVE #cp"
 		vals[":ver"] = str(ver)
 		vals[":n"] = num(n)
 	}
-	out, err := s.c.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:           aws.String(s.c.table),
-		Key:                 leaseItemKey(id),
-		UpdateExpression:    aws.String(update),
-		ConditionExpression: aws.String("#o = :me AND #e = :e"),
-		ExpressionAttributeNames: map[string]string{
-			"#o": attrOwner, "#e": attrEpoch, "#cp": attrCP, "#cpv": attrCPVer, "#cpn": attrCPN,
-		},
-		ExpressionAttributeValues: vals,
-		ReturnValues:              types.ReturnValueAllOld,
+	var out *dynamodb.UpdateItemOutput
+	err = retry(ctx, func() error {
+		var err error
+		out, err = s.c.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+			TableName:           aws.String(s.c.table),
+			Key:                 leaseItemKey(id),
+			UpdateExpression:    aws.String(update),
+			ConditionExpression: aws.String("#o = :me AND #e = :e"),
+			ExpressionAttributeNames: map[string]string{
+				"#o": attrOwner, "#e": attrEpoch, "#cp": attrCP, "#cpv": attrCPVer, "#cpn": attrCPN,
+			},
+			ExpressionAttributeValues: vals,
+			ReturnValues:              types.ReturnValueAllOld,
+		})
+		return err
 	})
 	if err != nil {
 		if ver != "" {
@@ -183,6 +206,11 @@ func (s *Store) Put(k state.Key, v []byte) error {
 		if isConditionFailed(err) {
 			s.c.lose(id, h, "checkpoint write refused: another collector holds the lease")
 			return errNotHeld(k)
+		}
+		select {
+		case <-h.lost:
+			return errNotHeld(k)
+		default:
 		}
 		return fmt.Errorf("checkpoint %s: write: %w", k, err)
 	}
@@ -206,13 +234,16 @@ func (s *Store) writeChunks(ctx context.Context, id, ver string, v []byte) (int6
 	var i int64
 	for off := 0; off < len(v); off += chunkSize {
 		end := min(off+chunkSize, len(v))
-		_, err := s.c.db.PutItem(ctx, &dynamodb.PutItemInput{
-			TableName: aws.String(s.c.table),
-			Item: map[string]types.AttributeValue{
-				attrPK:   str(chunkPK(id, ver)),
-				attrSK:   str(chunkSK(i)),
-				attrData: &types.AttributeValueMemberB{Value: v[off:end]},
-			},
+		err := retry(ctx, func() error {
+			_, err := s.c.db.PutItem(ctx, &dynamodb.PutItemInput{
+				TableName: aws.String(s.c.table),
+				Item: map[string]types.AttributeValue{
+					attrPK:   str(chunkPK(id, ver)),
+					attrSK:   str(chunkSK(i)),
+					attrData: &types.AttributeValueMemberB{Value: v[off:end]},
+				},
+			})
+			return err
 		})
 		if err != nil {
 			return i + 1, err // the failed one may have landed
@@ -276,7 +307,12 @@ func (s *Store) Delete(k state.Key) error {
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	out, err := s.c.db.UpdateItem(ctx, in)
+	var out *dynamodb.UpdateItemOutput
+	err = retry(ctx, func() error {
+		var err error
+		out, err = s.c.db.UpdateItem(ctx, in)
+		return err
+	})
 	switch {
 	case err == nil:
 	case isConditionFailed(err) && h == nil:
@@ -341,3 +377,25 @@ func (s *Store) List(prefix state.Key) (map[state.Key][]byte, error) {
 
 // Close does nothing: the Coordinator owns the connection (Coordinator.Close).
 func (s *Store) Close() error { return nil }
+
+// retry calls op until it succeeds, a conditional write is refused (a
+// final answer), or ctx ends, waiting 100 ms, 200 ms, … up to 5 s between
+// tries. The SDK already retries each call a few times; this covers a
+// DynamoDB outage or throttling longer than that, so that a checkpoint is
+// saved once the table answers again (while the lease lasts: after that the
+// write is refused anyway).
+func retry(ctx context.Context, op func() error) error {
+	wait := 100 * time.Millisecond
+	for {
+		err := op()
+		if err == nil || isConditionFailed(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}

@@ -289,3 +289,62 @@ func (c *Coordinator) claim(ctx context.Context, id, owner string) error {
 	})
 	return err
 }
+
+// TableStatus is what Describe found.
+type TableStatus struct {
+	// Exists is false when the table is missing (Open would create it).
+	Exists bool
+	// Status is DynamoDB's table status ("ACTIVE", …) when it exists.
+	Status string
+	// Leases counts the lease items; Owned those with an owner.
+	Leases, Owned int
+}
+
+// Describe reads the table of c without changing anything (validate
+// --check): whether it exists, and how many leases it holds. An error means
+// the table cannot be read with these credentials.
+func Describe(ctx context.Context, c Config) (TableStatus, error) {
+	db := newClient(c)
+	out, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(c.Table)})
+	var nf *types.ResourceNotFoundException
+	if errors.As(err, &nf) {
+		return TableStatus{}, nil
+	}
+	if err != nil {
+		return TableStatus{}, err
+	}
+	st := TableStatus{Exists: true, Status: string(out.Table.TableStatus)}
+	p := dynamodb.NewQueryPaginator(db, &dynamodb.QueryInput{
+		TableName:                 aws.String(c.Table),
+		KeyConditionExpression:    aws.String("pk = :p"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":p": str(leasePK)},
+		ProjectionExpression:      aws.String("#o"),
+		ExpressionAttributeNames:  map[string]string{"#o": attrOwner},
+	})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return st, err
+		}
+		for _, it := range page.Items {
+			st.Leases++
+			if getS(it, attrOwner) != "" {
+				st.Owned++
+			}
+		}
+	}
+	return st, nil
+}
+
+// newClient is the DynamoDB client of c: its credentials, with the region
+// and endpoint overrides.
+func newClient(c Config) *dynamodb.Client {
+	return dynamodb.NewFromConfig(c.AWS, func(o *dynamodb.Options) {
+		if c.Region != "" {
+			o.Region = c.Region
+		}
+		if c.Endpoint != "" {
+			o.BaseEndpoint = aws.String(c.Endpoint)
+		}
+	})
+}
