@@ -290,6 +290,17 @@ func (e *Engine) resume(now time.Time) (Mark, error) {
 	return m, nil
 }
 
+// Retire ends the last Run's hold on the checkpoint: its windows that
+// settle afterwards no longer save it. A source calls it when a Run ended
+// because the stream's lease was lost: the new owner carries on from the
+// checkpoint, and a late settlement of this Run could only move it back
+// (the shared store refuses it while the lease is elsewhere, but not once
+// this collector holds the lease again and before its next Run starts).
+func (e *Engine) Retire() {
+	cur := <-e.epoch
+	e.epoch <- cur + 1
+}
+
 // commit saves m if epoch is still the current Run's.
 func (e *Engine) commit(epoch uint64, m Mark) {
 	cur := <-e.epoch

@@ -166,3 +166,64 @@ func TestLeaseLossStopsAndRegainResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A Run that ended may still save what settles late (a collector alone,
+// stopping); once retired (its lease was lost) it saves nothing more, even
+// in a store that would take the write: the checkpoint can only be moved by
+// the next Run.
+func TestRetiredRunNoLongerSaves(t *testing.T) {
+	origin := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	for _, retire := range []bool{false, true} {
+		st := &hourStream{origin: origin, hours: 10}
+		store := state.NewMemory()
+		key := state.Key{Input: "aws", Service: "svc", Region: "r", Sub: "s"}
+		eng, err := New(Config{
+			Key: key, Store: store, Stream: st, Origin: "o",
+			Start:  func(time.Time) time.Time { return origin },
+			Now:    func() time.Time { return origin.Add(11 * time.Hour) },
+			Period: time.Hour, Grace: 20 * time.Millisecond,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := pipeline.NewQueue(256, 1<<20)
+		p := pipeline.New(slog.New(slog.DiscardHandler), pipeline.Options{}, []*pipeline.Output{{Name: "o", Queue: q}}, nil)
+		sink := &gateSink{open: 5, origin: origin, deliver: map[string]int{}}
+		ctx, cancel := context.WithCancel(context.Background())
+		sinkCtx, stopSink := context.WithCancel(context.Background())
+		go sink.run(sinkCtx, q)
+		done := make(chan error, 1)
+		go func() { done <- eng.Run(ctx, p) }()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			cp, _, _ := LoadCheckpoint(store, key)
+			if cp.End.Equal(origin.Add(5*time.Hour)) && sink.heldN() > 0 {
+				if v, ok := st.pulls.Load(9); ok && *v.(*int) == 1 {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("retire=%v: checkpoint %v", retire, cp.End)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if retire {
+			eng.Retire()
+		}
+		sink.release(q)
+		time.Sleep(100 * time.Millisecond)
+		stopSink()
+		cp, _, _ := LoadCheckpoint(store, key)
+		want := origin.Add(10 * time.Hour) // the ended Run's late settlements saved
+		if retire {
+			want = origin.Add(5 * time.Hour) // nothing saved after the retirement
+		}
+		if !cp.End.Equal(want) {
+			t.Errorf("retire=%v: checkpoint %v, want %v", retire, cp.End, want)
+		}
+	}
+}

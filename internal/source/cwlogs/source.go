@@ -278,11 +278,15 @@ func (s *Source) Run(ctx context.Context, out pipeline.Emitter) error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				err := s.leases.Run(ctx, g.key, func(ctx context.Context) error {
+				err := s.leases.Run(ctx, g.key, func(lctx context.Context) error {
 					if err := g.begin(); err != nil {
 						return err
 					}
-					return g.engine.Run(ctx, out)
+					err := g.engine.Run(lctx, out)
+					if ctx.Err() == nil && lctx.Err() != nil {
+						g.engine.Retire() // the lease was lost: the checkpoint is the new owner's
+					}
+					return err
 				})
 				if ctx.Err() != nil {
 					return

@@ -194,7 +194,13 @@ func (s *Source) Run(ctx context.Context, out pipeline.Emitter) error {
 			return err
 		}
 	}
-	return s.leases.Run(ctx, s.key(), func(ctx context.Context) error { return s.engine.Run(ctx, out) })
+	return s.leases.Run(ctx, s.key(), func(lctx context.Context) error {
+		err := s.engine.Run(lctx, out)
+		if ctx.Err() == nil && lctx.Err() != nil {
+			s.engine.Retire() // the lease was lost: the checkpoint is the new owner's
+		}
+		return err
+	})
 }
 
 // key is the stream's checkpoint key, which names its lease.

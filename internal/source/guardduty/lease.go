@@ -134,7 +134,12 @@ func (h *holders) hold(lctx context.Context, d *detector) error {
 	d.walking.Unlock() //nolint:staticcheck // an empty critical section: only the wait matters
 
 	if h.ctx.Err() == nil {
+		// The lease was lost: what settles later is the new owner's
+		// business, and could only move the cursor back.
 		led.wait(pullengine.DefaultGrace)
+		d.mu.Lock()
+		d.gen++
+		d.mu.Unlock()
 	}
 	return nil
 }
