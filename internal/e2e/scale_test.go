@@ -401,6 +401,29 @@ func overlap(spans map[string]map[string][]span, l string, until time.Time) (a, 
 	return "", "", false
 }
 
+// handoverRefused reports whether lease lines show a collector's
+// checkpoint write refused between a handover's request and its release,
+// while that collector still owned the lease.
+func handoverRefused(lines string) bool {
+	for _, owner := range []string{"c1: ", "c2: ", "c3: "} {
+		state := 0
+		for _, l := range strings.Split(lines, "\n") {
+			if !strings.HasPrefix(l, owner) {
+				continue
+			}
+			switch {
+			case strings.Contains(l, `msg="lease handover requested"`):
+				state = 1
+			case state == 1 && strings.Contains(l, `msg="lease lost, checkpoint left to the new owner"`):
+				state = 2
+			case state == 2 && strings.Contains(l, `msg="lease handed over"`):
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // leaseLines are the lease lines of every collector about lease l, for a
 // failure message.
 func leaseLines(cs []*scaleProc, l string) string {
@@ -743,7 +766,31 @@ inputs:
 		return n, ex
 	}
 	if n, ex := dups(w.received(rs.Messages()), func(string) bool { return true }); n > 0 {
-		t.Errorf("%d events delivered twice while all three ran, e.g. %v", n, ex)
+		// Say which streams, who pulled them from where, and their lease
+		// lines.
+		var b strings.Builder
+		seen := map[string]bool{}
+		for _, id := range ex {
+			w.mu.Lock()
+			st := w.want[id]
+			w.mu.Unlock()
+			if seen[st] || st == "s3" {
+				continue
+			}
+			seen[st] = true
+			fmt.Fprintf(&b, "%s:\n", st)
+			for _, p := range w.pulls() {
+				if p.stream == st {
+					fmt.Fprintf(&b, "  %s %s from %s\n", p.at.Format("15:04:05.000"), byKey[p.key].name, p.from().Format("15:04:05.000"))
+				}
+			}
+			lines := leaseLines(procs, scaleLeaseOf(st))
+			b.WriteString(lines)
+			if handoverRefused(lines) {
+				b.WriteString("  → the old owner's checkpoint writes were refused while it drained a handover (after \"lease handover requested\", before \"lease handed over\"): the new owner re-read what it had delivered\n")
+			}
+		}
+		t.Errorf("%d events delivered twice while all three ran, e.g. %v\n%s", n, ex, b.String())
 	}
 	if t.Failed() {
 		t.FailNow()
