@@ -804,6 +804,24 @@ inputs:
 		return deletes["c1"] > 0 && deletes["c2"] > 0 && deletes["c3"] > 0
 	})
 	t.Logf("SQS messages deleted while all three ran: %v", deletes)
+	// Discovery runs in every collector; only the pulling is leased.
+	for _, c := range procs {
+		lists := 0
+		for _, call := range w.gd.Calls() {
+			if call.Op == "ListDetectors" && call.AccessKeyID == c.key {
+				lists++
+			}
+		}
+		groups := 0
+		for _, call := range w.logs.Calls() {
+			if call.Op == "DescribeLogGroups" && call.AccessKeyID == c.key {
+				groups++
+			}
+		}
+		if lists == 0 || groups == 0 {
+			t.Errorf("%s listed the detectors %d times and the log groups %d times: discovery must run in every collector", c.name, lists, groups)
+		}
+	}
 
 	// 2. kill -9 of the collector with the most leases.
 	victim := procs[0]
