@@ -475,6 +475,15 @@ func TestScaleThreeCollectorsShareOneConfig(t *testing.T) {
 	e := newEnv(t)
 	rs := rsyslog.Start(t, rsyslog.Options{Certs: e.cert})
 	db := dynalite.Start(t)
+	t.Cleanup(func() {
+		if t.Failed() {
+			out := db.Output()
+			if len(out) > 4000 {
+				out = out[len(out)-4000:]
+			}
+			t.Logf("dynalite output (last part):\n%s", out)
+		}
+	})
 	w := &scaleWorld{t: t, e: e, ct: awstest.NewCloudTrail(t), gd: awstest.NewGuardDuty(t), logs: awstest.NewLogs(t), want: map[string]string{}}
 	e.emu.MustCreateBucket(t, scaleBucket)
 	w.queueURL = e.queue(scaleQueue, map[string]string{"VisibilityTimeout": fmt.Sprint(scaleVisible)})
