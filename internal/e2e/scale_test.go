@@ -49,19 +49,22 @@ const (
 	scaleSettle = 35 * time.Second
 )
 
-// scaleStream names a stream the way the test counts its requests; lease
-// is its checkpoint key as /metrics shows it.
-func scaleLeaseOf(stream string) string {
+// scaleKeyOf is the checkpoint key, which names the lease, of a stream as
+// the test names it ("ct/<region>", "gd/<detector>", "cwl/<group>").
+func scaleKeyOf(stream string) state.Key {
 	kind, name, _ := strings.Cut(stream, "/")
 	switch kind {
 	case "ct":
-		return state.Key{Input: "aws", Service: "audit-events-all", Region: name, Sub: "trail"}.String()
+		return state.Key{Input: "aws", Service: "audit-events-all", Region: name, Sub: "trail"}
 	case "gd":
-		return state.Key{Input: "aws", Service: "aws-guardduty", Region: "us-east-1", Sub: "detector/" + name}.String()
+		return state.Key{Input: "aws", Service: "aws-guardduty", Region: "us-east-1", Sub: "detector/" + name}
 	default:
-		return state.Key{Input: "aws", Service: "cwl_1", Region: "us-east-1", Sub: name}.String()
+		return state.Key{Input: "aws", Service: "cwl_1", Region: "us-east-1", Sub: name}
 	}
 }
+
+// scaleLeaseOf is a stream's lease as /metrics and the lease lines show it.
+func scaleLeaseOf(stream string) string { return scaleKeyOf(stream).String() }
 
 func scaleStreams() []string {
 	var out []string
@@ -927,19 +930,8 @@ inputs:
 			return out
 		}
 		for _, s := range pausedStreams {
-			k := scaleLeaseOf(s)
-			kind, name, _ := strings.Cut(s, "/")
-			var key state.Key
-			switch kind {
-			case "ct":
-				key = state.Key{Input: "aws", Service: "audit-events-all", Region: name, Sub: "trail"}
-			case "gd":
-				key = state.Key{Input: "aws", Service: "aws-guardduty", Region: "us-east-1", Sub: "detector/" + name}
-			default:
-				key = state.Key{Input: "aws", Service: "cwl_1", Region: "us-east-1", Sub: name}
-			}
-			if v, ok, err := obs.Store().Get(key); err == nil && ok {
-				out[k] = checkpointTime(v)
+			if v, ok, err := obs.Store().Get(scaleKeyOf(s)); err == nil && ok {
+				out[scaleLeaseOf(s)] = checkpointTime(v)
 			}
 		}
 		return out
