@@ -946,6 +946,9 @@ inputs:
 	})
 	time.Sleep(time.Second) // the new owner moves the checkpoints on
 	before := checkpoints()
+	if len(before) != len(pausedStreams) {
+		t.Errorf("read %d checkpoints of the paused collector's %d streams from the table", len(before), len(pausedStreams))
+	}
 	contAt := time.Now()
 	if err := paused.p.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
