@@ -884,6 +884,9 @@ inputs:
 				}
 			}
 		}
+		if lastBefore[s].IsZero() {
+			t.Errorf("%s: no read position of the killed collector to compare the resumption with", s)
+		}
 		for _, p := range w.pulls() {
 			if p.stream != s || p.key == victim.key || !p.at.After(killAt) {
 				continue
