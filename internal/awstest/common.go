@@ -24,6 +24,9 @@ type Call struct {
 	Input any
 	// AccessKeyID is the key id taken from the SigV4 Authorization header.
 	AccessKeyID string
+	// Region is the region of the signature's credential scope: the
+	// region the client asked for (one fake can serve several).
+	Region string
 	// ErrCode is the error code the fake answered with, "" on success.
 	ErrCode string
 	// At is when the request arrived (wall clock, whatever SetClock says),
@@ -188,8 +191,8 @@ func (f *fake) serve(w http.ResponseWriter, r *http.Request, op string, in any, 
 func (f *fake) call(r *http.Request, op string, in any, decodeErr *apiError, run func() (any, *apiError)) (any, *apiError) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	akid, aerr := signatureKey(r.Header.Get("Authorization"))
-	f.calls = append(f.calls, Call{Op: op, Input: in, AccessKeyID: akid, At: time.Now()})
+	akid, region, aerr := signatureKey(r.Header.Get("Authorization"))
+	f.calls = append(f.calls, Call{Op: op, Input: in, AccessKeyID: akid, Region: region, At: time.Now()})
 	c := &f.calls[len(f.calls)-1]
 
 	if aerr == nil && f.expired[akid] {
@@ -252,14 +255,14 @@ func (f *fake) rateLimit(at time.Time) *apiError {
 }
 
 // signatureKey checks superficially that the request is SigV4-signed and
-// returns the access key id of its credential scope.
-func signatureKey(h string) (string, *apiError) {
+// returns the access key id and the region of its credential scope.
+func signatureKey(h string) (akid, region string, _ *apiError) {
 	if h == "" {
-		return "", newAPIError(http.StatusForbidden, "MissingAuthenticationTokenException", "Missing Authentication Token")
+		return "", "", newAPIError(http.StatusForbidden, "MissingAuthenticationTokenException", "Missing Authentication Token")
 	}
 	rest, ok := strings.CutPrefix(h, "AWS4-HMAC-SHA256 ")
 	if !ok {
-		return "", newAPIError(http.StatusBadRequest, "IncompleteSignatureException", "Authorization header requires AWS4-HMAC-SHA256")
+		return "", "", newAPIError(http.StatusBadRequest, "IncompleteSignatureException", "Authorization header requires AWS4-HMAC-SHA256")
 	}
 	for part := range strings.SplitSeq(rest, ",") {
 		cred, ok := strings.CutPrefix(strings.TrimSpace(part), "Credential=")
@@ -269,10 +272,10 @@ func signatureKey(h string) (string, *apiError) {
 		// Credential=AKID/date/region/service/aws4_request
 		fields := strings.Split(cred, "/")
 		if len(fields) == 5 && fields[0] != "" && fields[4] == "aws4_request" {
-			return fields[0], nil
+			return fields[0], fields[2], nil
 		}
 	}
-	return "", newAPIError(http.StatusBadRequest, "IncompleteSignatureException", "Authorization header requires a Credential=<key>/<scope> parameter")
+	return "", "", newAPIError(http.StatusBadRequest, "IncompleteSignatureException", "Authorization header requires a Credential=<key>/<scope> parameter")
 }
 
 // cursor is where a paginated listing stands. The matching items are

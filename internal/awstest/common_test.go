@@ -60,21 +60,21 @@ func wantAPIError(t *testing.T, err error, code string) {
 
 func TestSignatureKey(t *testing.T) {
 	tests := []struct {
-		header, key, code string
+		header, key, region, code string
 	}{
-		{"", "", "MissingAuthenticationTokenException"},
-		{"Bearer abc", "", "IncompleteSignatureException"},
-		{"AWS4-HMAC-SHA256 SignedHeaders=host, Signature=00", "", "IncompleteSignatureException"},
-		{"AWS4-HMAC-SHA256 Credential=AKID1/20240531/eu-west-1/logs/aws4_request, SignedHeaders=host, Signature=00", "AKID1", ""},
+		{"", "", "", "MissingAuthenticationTokenException"},
+		{"Bearer abc", "", "", "IncompleteSignatureException"},
+		{"AWS4-HMAC-SHA256 SignedHeaders=host, Signature=00", "", "", "IncompleteSignatureException"},
+		{"AWS4-HMAC-SHA256 Credential=AKID1/20240531/eu-west-1/logs/aws4_request, SignedHeaders=host, Signature=00", "AKID1", "eu-west-1", ""},
 	}
 	for _, tt := range tests {
-		key, err := signatureKey(tt.header)
+		key, region, err := signatureKey(tt.header)
 		code := ""
 		if err != nil {
 			code = err.code
 		}
-		if key != tt.key || code != tt.code {
-			t.Errorf("signatureKey(%q) = %q, %q; want %q, %q", tt.header, key, code, tt.key, tt.code)
+		if key != tt.key || region != tt.region || code != tt.code {
+			t.Errorf("signatureKey(%q) = %q, %q, %q; want %q, %q, %q", tt.header, key, region, code, tt.key, tt.region, tt.code)
 		}
 	}
 }

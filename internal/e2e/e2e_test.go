@@ -124,8 +124,18 @@ func (e *env) start(cfgPath string) *proc {
 // startBin starts the collector binary bin with the config at cfgPath.
 func (e *env) startBin(bin, cfgPath string) *proc {
 	e.t.Helper()
+	return e.startBinEnv(bin, cfgPath, nil)
+}
+
+// startBinEnv is startBin with extra environment variables ("NAME=value"),
+// for several collectors on one config that differ through ${NAME}.
+func (e *env) startBinEnv(bin, cfgPath string, extraEnv []string) *proc {
+	e.t.Helper()
 	p := &proc{done: make(chan struct{})}
 	p.cmd = exec.Command(bin, "run", "--config", cfgPath)
+	if extraEnv != nil {
+		p.cmd.Env = append(os.Environ(), extraEnv...)
+	}
 	p.cmd.Dir = e.dir
 	p.cmd.Stdout = &p.output
 	p.cmd.Stderr = &p.output

@@ -25,6 +25,12 @@ type Holder interface {
 	// when fn fails while the lease is still held (the stream's unit then
 	// fails as it would in a collector alone). Run registers k as a stream
 	// that exists, so that the group can share it out.
+	//
+	// When fn's context ends while this collector still owns the lease
+	// (it is handing the lease over, or stopping), fn saves the
+	// checkpoint of what it delivered before returning; the store must
+	// take those writes until fn returns, or the next owner reads that
+	// part of the stream again.
 	Run(ctx context.Context, k state.Key, fn func(ctx context.Context) error) error
 }
 

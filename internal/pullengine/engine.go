@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/devo-aws-collector/devo-aws-collector/internal/lease"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/stats"
@@ -72,6 +73,7 @@ const (
 	DefaultMaxPending    = 32
 	DefaultProgressEvery = 30 * time.Second
 	DefaultCallAttempts  = 6
+	DefaultGrace         = 5 * time.Second
 )
 
 // Config describes one stream's engine. Key, Store, Stream and Start are
@@ -109,6 +111,9 @@ type Config struct {
 	// RetryBase and RetryMax bound the backoff between attempts of a
 	// request and between pulls of a failed window [1s, 60s].
 	RetryBase, RetryMax time.Duration
+	// Grace is how long a Run that ends waits for the windows in flight
+	// to settle, so that their checkpoint is saved before it returns [5s].
+	Grace time.Duration
 
 	Log       *slog.Logger  // the unit's logger; nil discards
 	Unit      *stats.Unit   // may be nil
@@ -126,9 +131,13 @@ type Engine struct {
 
 	// epoch numbers Runs; a finalizer of an older Run no longer saves, so
 	// a late settlement cannot move the checkpoint behind a newer Run.
-	epoch  chan uint64
-	ctrs   *stats.Stream
-	unitSt *stats.Unit
+	epoch chan uint64
+	// notHeldSaid is set once a checkpoint write of the current Run was
+	// refused for a lost lease, so that the loss is said once, not per
+	// commit.
+	notHeldSaid atomic.Bool
+	ctrs        *stats.Stream
+	unitSt      *stats.Unit
 }
 
 // New checks c, fills its defaults and returns an Engine.
@@ -166,6 +175,9 @@ func New(c Config) (*Engine, error) {
 	}
 	if c.RetryMax <= 0 {
 		c.RetryMax = time.Minute
+	}
+	if c.Grace <= 0 {
+		c.Grace = DefaultGrace
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -213,6 +225,7 @@ func (e *Engine) Run(ctx context.Context, out pipeline.Emitter) error {
 	}
 	defer func() { <-e.runs }()
 	epoch := <-e.epoch + 1
+	e.notHeldSaid.Store(false)
 	e.epoch <- epoch
 
 	now := e.c.Now()
@@ -234,7 +247,7 @@ func (e *Engine) Run(ctx context.Context, out pipeline.Emitter) error {
 
 	err = r.loop(ctx)
 	stopProgress()
-	r.drain(5 * time.Second)
+	r.drain(e.c.Grace)
 	if ctx.Err() != nil {
 		return nil
 	}
@@ -277,6 +290,17 @@ func (e *Engine) resume(now time.Time) (Mark, error) {
 	return m, nil
 }
 
+// Retire ends the last Run's hold on the checkpoint: its windows that
+// settle afterwards no longer save it. A source calls it when a Run ended
+// because the stream's lease was lost: the new owner carries on from the
+// checkpoint, and a late settlement of this Run could only move it back
+// (the shared store refuses it while the lease is elsewhere, but not once
+// this collector holds the lease again and before its next Run starts).
+func (e *Engine) Retire() {
+	cur := <-e.epoch
+	e.epoch <- cur + 1
+}
+
 // commit saves m if epoch is still the current Run's.
 func (e *Engine) commit(epoch uint64, m Mark) {
 	cur := <-e.epoch
@@ -286,6 +310,15 @@ func (e *Engine) commit(epoch uint64, m Mark) {
 	}
 	cp := Checkpoint{Origin: e.c.Origin, End: m.End, Edge: m.Edge, Saved: e.c.Now()}
 	if err := saveCheckpoint(e.c.Store, e.c.Key, cp); err != nil {
+		if errors.Is(err, lease.ErrNotHeld) {
+			// Another collector holds the stream now and carries on from
+			// the last checkpoint this one saved; what this Run delivered
+			// since is delivered again by it (duplicates, never a gap).
+			if !e.notHeldSaid.Swap(true) {
+				e.log.Info("lease lost, checkpoint left to the new owner", "key", e.c.Key.String())
+			}
+			return
+		}
 		// The next commit tries again; until then a restart re-reads a
 		// little more, which duplicates, never loses.
 		e.log.Error("checkpoint not saved", "key", e.c.Key.String(), "err", err)

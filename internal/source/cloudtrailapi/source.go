@@ -21,6 +21,7 @@ import (
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
 	ctformat "github.com/devo-aws-collector/devo-aws-collector/internal/format/cloudtrail"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/format/jsonpay"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/lease"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pullengine"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
@@ -70,6 +71,9 @@ type Options struct {
 	AccountID   func(ctx context.Context) (string, error)
 	Environment string
 	Store       state.Store
+	// Leases runs the stream while this collector holds its lease, named
+	// by its checkpoint key; nil is lease.Solo (always held).
+	Leases lease.Holder
 
 	Log      *slog.Logger             // the unit's logger; nil discards
 	Stats    *stats.Unit              // may be nil
@@ -89,6 +93,8 @@ type Source struct {
 	now func() time.Time
 
 	origin time.Time // start_time parsed, zero when absent
+
+	leases lease.Holder
 
 	// Set by the first successful Run; reused by later ones.
 	engine *pullengine.Engine
@@ -113,7 +119,10 @@ func New(o Options) (*Source, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	s := &Source{o: o, svc: o.Service, log: o.Log, now: o.Now}
+	s := &Source{o: o, leases: o.Leases, svc: o.Service, log: o.Log, now: o.Now}
+	if s.leases == nil {
+		s.leases = lease.Solo{}
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -133,7 +142,9 @@ func New(o Options) (*Source, error) {
 	return s, nil
 }
 
-// Run pulls until ctx ends.
+// Run pulls until ctx ends, while this collector holds the stream's lease:
+// a lost lease stops the pulling, a regained one resumes it from the
+// checkpoint.
 func (s *Source) Run(ctx context.Context, out pipeline.Emitter) error {
 	if s.engine == nil {
 		if err := s.build(ctx); err != nil {
@@ -143,7 +154,18 @@ func (s *Source) Run(ctx context.Context, out pipeline.Emitter) error {
 			return err
 		}
 	}
-	return s.engine.Run(ctx, out)
+	return s.leases.Run(ctx, s.key(), func(lctx context.Context) error {
+		err := s.engine.Run(lctx, out)
+		if ctx.Err() == nil && lctx.Err() != nil {
+			s.engine.Retire() // the lease was lost: the checkpoint is the new owner's
+		}
+		return err
+	})
+}
+
+// key is the stream's checkpoint key, which names its lease.
+func (s *Source) key() state.Key {
+	return state.Key{Input: s.o.InputName, Service: s.svc.Name, Region: s.o.Region, Sub: StreamName}
 }
 
 // build resolves the account and makes the stream and its engine.
@@ -185,7 +207,7 @@ func (s *Source) build(ctx context.Context) error {
 		st.drop[n] = true
 	}
 	c := pullengine.Config{
-		Key:    state.Key{Input: s.o.InputName, Service: s.svc.Name, Region: s.o.Region, Sub: StreamName},
+		Key:    s.key(),
 		Store:  s.o.Store,
 		Stream: st,
 		Origin: s.svc.StartTime,

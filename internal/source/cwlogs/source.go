@@ -30,6 +30,7 @@ import (
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/format/jsonpay"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/lease"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pullengine"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
@@ -97,6 +98,10 @@ type Options struct {
 	// services together, keeps to it. Below 1 it means one request every
 	// 1/RequestsPerSecond seconds; a fraction above 1 is rounded down.
 	RequestsPerSecond float64
+	// Leases runs each group's stream while this collector holds its
+	// lease, named by the group's checkpoint key; nil is lease.Solo. The
+	// groups are listed in every collector; only the pulling is leased.
+	Leases lease.Holder
 
 	// Overlap, Safety and GroupRefresh override the defaults when > 0.
 	Overlap, Safety, GroupRefresh time.Duration
@@ -116,6 +121,7 @@ type Source struct {
 	now func() time.Time
 
 	origin                        time.Time // start_time parsed, zero when absent
+	leases                        lease.Holder
 	overlap, safety, groupRefresh time.Duration
 
 	// Set by the first successful build; reused by later Runs.
@@ -158,6 +164,10 @@ func New(o Options) (*Source, error) {
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	s.leases = o.Leases
+	if s.leases == nil {
+		s.leases = lease.Solo{}
 	}
 	if o.Overlap > 0 {
 		s.overlap = o.Overlap
@@ -217,7 +227,8 @@ func (s *Source) build(ctx context.Context) error {
 }
 
 // Run follows the configured groups until ctx ends: it lists them (again
-// every GroupRefresh for "/" and prefixes) and runs one engine per group.
+// every GroupRefresh for "/" and prefixes) and runs one engine per group,
+// while this collector holds the group's lease.
 // A group whose engine stops with an error is started again at the next
 // listing; a listing that fails on the first try ends the Run.
 func (s *Source) Run(ctx context.Context, out pipeline.Emitter) error {
@@ -267,7 +278,16 @@ func (s *Source) Run(ctx context.Context, out pipeline.Emitter) error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				err := g.engine.Run(ctx, out)
+				err := s.leases.Run(ctx, g.key, func(lctx context.Context) error {
+					if err := g.begin(); err != nil {
+						return err
+					}
+					err := g.engine.Run(lctx, out)
+					if ctx.Err() == nil && lctx.Err() != nil {
+						g.engine.Retire() // the lease was lost: the checkpoint is the new owner's
+					}
+					return err
+				})
 				if ctx.Err() != nil {
 					return
 				}
@@ -341,16 +361,12 @@ func (s *Source) group(name string) (*group, error) {
 		return g, nil
 	}
 	key := state.Key{Input: s.o.InputName, Service: s.svc.Name, Region: s.o.Region, Sub: name}
-	_, hasCheckpoint, err := pullengine.LoadCheckpoint(s.o.Store, key)
-	if err != nil {
-		return nil, err
-	}
 	now := s.now()
 	start := s.origin
 	if start.IsZero() {
 		start = now.Add(-DefaultStartAge).Truncate(time.Second)
 	}
-	g := &group{s: s, name: name, start: start, firstRun: !hasCheckpoint && s.svc.UseFirstOptimizedRetrieval}
+	g := &group{s: s, name: name, key: key, start: start}
 	var ctrs *stats.Stream
 	if s.o.Registry != nil {
 		ctrs = s.o.Registry.Stream(s.o.InputName, s.svc.Name, s.o.Region, name)
@@ -385,17 +401,31 @@ func (s *Source) group(name string) (*group, error) {
 type group struct {
 	s      *Source
 	name   string
+	key    state.Key // the checkpoint's, which names the lease
 	engine *pullengine.Engine
 	start  time.Time // where the walk began without a checkpoint; reads never go before it
 
 	// The optimized first retrieval (use_first_optimized_retrieval, no
-	// checkpoint when the group was first seen): windows ending before
+	// checkpoint when the pulling began): windows ending before
 	// optimizedUntil read only the streams active since start, listed once.
 	firstRun       bool
 	cycles         int
 	optimizedUntil time.Time
 	selected       [][]string // batches of ≤ 100 names; nil until listed
 	listed         bool
+}
+
+// begin prepares a holding of the group's lease, before its engine runs:
+// the optimized first retrieval applies only when no collector has saved a
+// checkpoint for the group yet (one may have while another held the lease).
+func (g *group) begin() error {
+	_, hasCheckpoint, err := pullengine.LoadCheckpoint(g.s.o.Store, g.key)
+	if err != nil {
+		return err
+	}
+	g.firstRun = !hasCheckpoint && g.s.svc.UseFirstOptimizedRetrieval
+	g.cycles, g.optimizedUntil, g.selected, g.listed = 0, time.Time{}, nil, false
+	return nil
 }
 
 // Windows cuts [from, now − safety] into windows of at most MaxWindow, on

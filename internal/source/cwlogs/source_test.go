@@ -20,6 +20,7 @@ import (
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/awstest"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/lease"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pullengine"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
@@ -115,6 +116,7 @@ type harness struct {
 	period  time.Duration // the cycle; zero: 300 ms
 	logs    *awstest.Logs
 	store   state.Store
+	leases  lease.Holder // nil: lease.Solo
 	log     syncbuf.Buffer
 }
 
@@ -132,6 +134,7 @@ func (h *harness) source(svc *config.Service, rps float64) *Source {
 		// its own account.
 		AccountID:         func(context.Context) (string, error) { return h.account, nil },
 		Store:             h.store,
+		Leases:            h.leases,
 		RequestsPerSecond: rps,
 		Overlap:           4 * time.Second,
 		Safety:            300 * time.Millisecond,

@@ -186,3 +186,17 @@ func (l *ledger) reset(ctx context.Context) (c Cursor, failed bool, err error) {
 	l.pages = nil
 	return l.saved.clone(), failed, nil
 }
+
+// wait waits up to d until no page is in flight.
+func (l *ledger) wait(d time.Duration) {
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for !l.settled() {
+		select {
+		case <-deadline.C:
+			return
+		case <-l.changed:
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

@@ -6,6 +6,10 @@
 // delivered. A finding GuardDuty updates later (new count, eventLastSeen,
 // updatedAt) is sent again with its new content.
 //
+// Each detector is a stream with a lease named by its cursor's key: every
+// collector lists the detectors, but only the holder of a detector's lease
+// walks it (lease.Holder; a collector alone holds every lease).
+//
 // The pull engine (internal/pullengine) walks windows fixed before they are
 // pulled; a GuardDuty page ends where its findings end, so this source runs
 // its own cycle with a page ledger (cursor.go) and shares the engine's call
@@ -20,6 +24,7 @@ import (
 	"log/slog"
 	"reflect"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -29,6 +34,7 @@ import (
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/format/jsonpay"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/lease"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pullengine"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
@@ -77,6 +83,10 @@ type Options struct {
 	AccountID   func(ctx context.Context) (string, error)
 	Environment string
 	Store       state.Store
+	// Leases walks each detector while this collector holds its lease,
+	// named by the detector's cursor key; nil is lease.Solo. ListDetectors
+	// runs in every collector; only the walks are leased.
+	Leases lease.Holder
 
 	Log      *slog.Logger     // the unit's logger; nil discards
 	Stats    *stats.Unit      // may be nil
@@ -94,11 +104,15 @@ type Source struct {
 	now    func() time.Time
 	settle time.Duration
 	origin time.Time // start_time parsed, zero when absent
+	leases lease.Holder
+	// wake is signalled when a detector's lease is taken, so that the
+	// cycle walks it without waiting for the rest of the period.
+	wake chan struct{}
 
 	// Set by the first Run that resolves the account.
 	tags *tag.Cache
-	// dets are the detectors seen, by ID; they keep their ledgers across
-	// cycles and Runs.
+	// dets are the detectors seen, by ID; they keep their said-once flags
+	// across cycles and Runs.
 	dets map[string]*detector
 	// unlisted is set while ListDetectors fails, so that it is said once.
 	unlisted bool
@@ -108,11 +122,27 @@ type Source struct {
 type detector struct {
 	id  string
 	key state.Key
-	led *ledger
+	log *slog.Logger
 	// Said-once flags: a detector that cannot be read, is no longer
-	// listed or is suspended is reported once per episode.
+	// listed or is suspended is reported once per episode. Only the
+	// cycle's goroutine uses them.
 	failing, gone, suspended, noStatus bool
 	ctrs                               *stats.Stream
+
+	// walking is held by the cycle while it walks the detector, so that
+	// a holding that ends waits for its walk to stop.
+	walking sync.Mutex
+
+	mu sync.Mutex
+	// cur is the current holding of the detector's lease, nil while this
+	// collector does not hold it.
+	cur *holding
+	// gen counts holdings; the ledger of an older one no longer saves, so
+	// that a late settlement cannot move the cursor behind a newer one.
+	gen uint64
+	// cursorErr is set while the cursor cannot be read, so that it is
+	// said once.
+	cursorErr bool
 }
 
 // New checks o and returns a Source.
@@ -133,7 +163,11 @@ func New(o Options) (*Source, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	s := &Source{o: o, svc: o.Service, log: o.Log, now: o.Now, settle: o.Settle, dets: map[string]*detector{}}
+	s := &Source{o: o, svc: o.Service, log: o.Log, now: o.Now, settle: o.Settle, dets: map[string]*detector{},
+		leases: o.Leases, wake: make(chan struct{}, 1)}
+	if s.leases == nil {
+		s.leases = lease.Solo{}
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -156,9 +190,9 @@ func New(o Options) (*Source, error) {
 	return s, nil
 }
 
-// Run pulls every request_period_in_seconds until ctx ends. Findings
-// emitted before ctx ended may settle after Run returns; their cursors are
-// still saved.
+// Run pulls every request_period_in_seconds until ctx ends, walking the
+// detectors whose leases this collector holds. Findings emitted before ctx
+// ended may settle after Run returns; their cursors are still saved.
 func (s *Source) Run(ctx context.Context, out pipeline.Emitter) error {
 	if s.tags == nil {
 		acct, err := s.o.AccountID(ctx)
@@ -176,25 +210,33 @@ func (s *Source) Run(ctx context.Context, out pipeline.Emitter) error {
 		period = pullengine.DefaultPeriod
 	}
 	stats.LogStartingCollection(s.log, period)
+	// The detectors' lease holdings run beside the cycle until Run ends.
+	ctx, cancel := context.WithCancel(ctx)
+	h := &holders{s: s, ctx: ctx, period: period, on: map[string]bool{}}
+	defer func() {
+		cancel()
+		h.wg.Wait()
+	}()
 	for {
 		c := stats.NewCycle(s.log, s.o.Stats, s.now())
 		// The product's GuardDuty puller logs no start line; this one says
 		// what every other service's says, naming what is read.
 		c.LogStarting("GuardDuty findings", "")
-		s.cycle(ctx, out, c)
+		s.cycle(ctx, out, c, h)
 		if ctx.Err() != nil {
 			return nil
 		}
 		c.LogTotals()
 		wait := c.LogCompleted(period)
-		if !pullengine.Sleep(ctx, wait) {
+		if !s.idle(ctx, wait) {
 			return nil
 		}
 	}
 }
 
-// cycle walks every detector of the region once.
-func (s *Source) cycle(ctx context.Context, out pipeline.Emitter, c *stats.Cycle) {
+// cycle walks once every detector of the region whose lease this
+// collector holds.
+func (s *Source) cycle(ctx context.Context, out pipeline.Emitter, c *stats.Cycle, h *holders) {
 	ids, err := s.listDetectors(ctx, c)
 	if err != nil {
 		if ctx.Err() == nil && !s.unlisted {
@@ -216,22 +258,28 @@ func (s *Source) cycle(ctx context.Context, out pipeline.Emitter, c *stats.Cycle
 			s.log.Warn("detector no longer listed, its findings are not pulled", "detector", id)
 		}
 	}
-	upper := s.now().Add(-s.settle)
 	for _, id := range ids {
-		d, err := s.detector(id)
-		if err != nil {
-			s.log.Error("detector cursor not read, the detector is skipped", "detector", id, "err", err)
-			continue
-		}
-		if d.gone {
+		if d := s.detector(id); d.gone {
 			d.gone = false
 			s.log.Info("detector listed again", "detector", id)
 		}
-		s.checkStatus(ctx, c, d)
-		if err := s.walk(ctx, out, c, d, upper); err != nil {
-			if ctx.Err() != nil {
-				return
-			}
+	}
+	h.start(ids)
+	upper := s.now().Add(-s.settle)
+	for _, id := range ids {
+		d := s.dets[id]
+		hd := d.holding()
+		if hd == nil {
+			continue // another collector walks it
+		}
+		err := s.walkHeld(out, c, d, hd, upper)
+		if ctx.Err() != nil {
+			return
+		}
+		if hd.ctx.Err() != nil {
+			continue // the lease was lost mid-walk: its new holder goes on
+		}
+		if err != nil {
 			if !d.failing {
 				d.failing = true
 				s.log.Warn("detector not read, the other detectors go on", "detector", id, "err", err)
@@ -262,18 +310,26 @@ func (s *Source) listDetectors(ctx context.Context, c *stats.Cycle) ([]string, e
 	}
 }
 
-// detector returns the detector id, loading its cursor on first sight. A
-// detector without a cursor starts at start_time (or now − 24 h), saved at
-// once so that a restart before anything is delivered starts there too.
-func (s *Source) detector(id string) (*detector, error) {
+// detector returns the detector id, made on first sight.
+func (s *Source) detector(id string) *detector {
 	if d, ok := s.dets[id]; ok {
-		return d, nil
+		return d
 	}
-	d := &detector{id: id, key: state.Key{Input: s.o.InputName, Service: s.svc.Name, Region: s.o.Region, Sub: "detector/" + id}}
+	d := &detector{id: id, key: state.Key{Input: s.o.InputName, Service: s.svc.Name, Region: s.o.Region, Sub: "detector/" + id}, log: s.log.With("detector", id)}
 	if s.o.Registry != nil {
 		d.ctrs = s.o.Registry.Stream(s.o.InputName, s.svc.Name, s.o.Region, "detector/"+id)
 	}
-	log := s.log.With("detector", id)
+	s.dets[id] = d
+	return d
+}
+
+// ledger loads the detector's cursor, as a holding of its lease begins, and
+// returns the ledger that walks from it. A detector without a cursor starts
+// at start_time (or now − 24 h), saved at once so that a restart before
+// anything is delivered starts there too. The ledger saves only while no
+// newer holding has begun.
+func (s *Source) ledger(d *detector) (*ledger, error) {
+	log := d.log
 	now := s.now()
 	cur, ok, err := LoadCursor(s.o.Store, d.key)
 	if err != nil {
@@ -297,9 +353,29 @@ func (s *Source) detector(id string) (*detector, error) {
 		cur = Cursor{Origin: s.svc.StartTime, UpdatedAt: floor.UnixMilli()}
 		ok = false
 	}
+	d.mu.Lock()
+	d.gen++
+	gen := d.gen
+	d.mu.Unlock()
+	notHeldSaid := false // under the ledger's lock, like every save
 	save := func(c Cursor) {
+		d.mu.Lock()
+		stale := d.gen != gen
+		d.mu.Unlock()
+		if stale {
+			return
+		}
 		c.Saved = s.now()
 		if err := saveCursor(s.o.Store, d.key, c); err != nil {
+			if errors.Is(err, lease.ErrNotHeld) {
+				// Another collector walks the detector now, from the
+				// last cursor saved here.
+				if !notHeldSaid {
+					notHeldSaid = true
+					log.Info("lease lost, checkpoint left to the new owner", "key", d.key.String())
+				}
+				return
+			}
 			// The next page's save tries again; until then a restart
 			// re-reads a little more, which duplicates, never loses.
 			log.Error("cursor not saved", "key", d.key.String(), "err", err)
@@ -312,9 +388,7 @@ func (s *Source) detector(id string) (*detector, error) {
 	if !ok {
 		save(cur)
 	}
-	d.led = newLedger(cur, save)
-	s.dets[id] = d
-	return d, nil
+	return newLedger(cur, save), nil
 }
 
 // checkStatus says once when a detector is suspended (it then produces no
@@ -350,10 +424,10 @@ func (s *Source) checkStatus(ctx context.Context, c *stats.Cycle, d *detector) {
 // unread findings; a next token is followed only when a page brought
 // nothing new (more findings share the cursor's millisecond than a page
 // holds).
-func (s *Source) walk(ctx context.Context, out pipeline.Emitter, c *stats.Cycle, d *detector, upper time.Time) error {
+func (s *Source) walk(ctx context.Context, out pipeline.Emitter, c *stats.Cycle, d *detector, led *ledger, upper time.Time) error {
 	// Everything emitted before has settled: start from what was
 	// delivered, so a page that failed is read again.
-	pos, failed, err := d.led.reset(ctx)
+	pos, failed, err := led.reset(ctx)
 	if err != nil {
 		return err
 	}
@@ -383,7 +457,7 @@ func (s *Source) walk(ctx context.Context, out pipeline.Emitter, c *stats.Cycle,
 			}
 			continue
 		}
-		next, emitted, err := s.page(ctx, out, c, d, pos, lf.FindingIds, upperMs)
+		next, emitted, err := s.page(ctx, out, c, d, led, pos, lf.FindingIds, upperMs)
 		if err != nil {
 			return err
 		}
@@ -408,7 +482,7 @@ func (s *Source) walk(ctx context.Context, out pipeline.Emitter, c *stats.Cycle,
 // oldest update first, those pos has not passed, as one batch whose
 // delivery moves the detector's cursor. It returns the position after the
 // page and how many findings it emitted.
-func (s *Source) page(ctx context.Context, out pipeline.Emitter, c *stats.Cycle, d *detector, pos Cursor, ids []string, upperMs int64) (Cursor, int, error) {
+func (s *Source) page(ctx context.Context, out pipeline.Emitter, c *stats.Cycle, d *detector, led *ledger, pos Cursor, ids []string, upperMs int64) (Cursor, int, error) {
 	gf, err := s.o.Client.GetFindings(ctx, &guardduty.GetFindingsInput{DetectorId: aws.String(d.id), FindingIds: ids}, s.counted("GetFindings"))
 	if err != nil {
 		return pos, 0, fmt.Errorf("GetFindings: %w", err)
@@ -439,7 +513,7 @@ func (s *Source) page(ctx context.Context, out pipeline.Emitter, c *stats.Cycle,
 	var pg *page // set before Close, so before the callback can run
 	b := pipeline.NewBatch(func(r pipeline.Result) {
 		if pg != nil {
-			d.led.settle(pg, r.OK())
+			led.settle(pg, r.OK())
 		}
 	})
 	now := s.now()
@@ -478,7 +552,7 @@ func (s *Source) page(ctx context.Context, out pipeline.Emitter, c *stats.Cycle,
 		}
 	}
 	if emitted > 0 || emitErr != nil {
-		pg = d.led.add(next)
+		pg = led.add(next)
 	}
 	if emitErr != nil {
 		b.Fail()

@@ -19,6 +19,7 @@ import (
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/awstest"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/lease"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/pipetest"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/syncbuf"
@@ -52,10 +53,11 @@ inputs:
 }
 
 type harness struct {
-	t     *testing.T
-	gd    *awstest.GuardDuty
-	store state.Store
-	log   syncbuf.Buffer
+	t      *testing.T
+	gd     *awstest.GuardDuty
+	store  state.Store
+	leases lease.Holder // nil: lease.Solo
+	log    syncbuf.Buffer
 }
 
 func newHarness(t *testing.T) *harness {
@@ -72,6 +74,7 @@ func (h *harness) source(svc *config.Service) *Source {
 		Service: svc, Region: "us-east-1", InputName: "aws", Client: client,
 		AccountID: func(context.Context) (string, error) { return "123456789012", nil },
 		Store:     h.store,
+		Leases:    h.leases,
 		Log:       slog.New(slog.NewTextHandler(&h.log, nil)),
 		Settle:    time.Millisecond,
 	})
