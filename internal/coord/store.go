@@ -144,11 +144,19 @@ func (s *Store) Put(k state.Key, v []byte) error {
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	// Retrying stops when the lease is given up meanwhile.
+	// Retrying stops when the lease is given up meanwhile, except in a
+	// handover: its stream is draining and still owns the lease until it
+	// releases it, so its last checkpoints must land (the epoch still
+	// fences them should the lease be taken after all).
 	go func() {
 		select {
 		case <-h.lost:
-			cancel()
+			s.c.mu.Lock()
+			handover := h.handover
+			s.c.mu.Unlock()
+			if !handover {
+				cancel()
+			}
 		case <-ctx.Done():
 		}
 	}()
