@@ -76,7 +76,7 @@ func (p run) rate(events int) float64 { return float64(events) / p.Wall.Seconds(
 type result struct {
 	Scenario    scenario
 	Events      int
-	ObjectBytes int // mean gzip size of one object
+	ObjectBytes int   // mean gzip size of one object
 	RawBytes    int64 // decompressed size of all objects
 	// Reference and Plain are zero unless Scenario.Baselines.
 	Reference, Plain, Collector run
