@@ -67,8 +67,12 @@ type run struct {
 	Wall    time.Duration // start of the process to the last event at the receiver with the queue empty
 	First   time.Duration // start of the process to the first event at the receiver
 	CPU     time.Duration // user + system of the process over Wall
-	PeakRSS int64         // bytes
-	Up      time.Duration // start of the process to the receiver's start (a backlog; else 0)
+	PeakRSS int64         // bytes (VmHWM: anonymous and file-backed pages)
+	// PeakAnon and PeakFile are the highest anonymous (heap, stacks) and
+	// file-backed (mapped files, such as the spool's bbolt file) resident
+	// sizes seen while polling every 50 ms.
+	PeakAnon, PeakFile int64
+	Up                 time.Duration // start of the process to the receiver's start (a backlog; else 0)
 }
 
 func (p run) rate(events int) float64 { return float64(events) / p.Wall.Seconds() }
@@ -102,8 +106,8 @@ func (r result) runs() []run {
 func (r result) summary() string {
 	c := r.Collector
 	if !r.Scenario.Baselines {
-		s := fmt.Sprintf("%s: %d events (%.0f MB decompressed); collector %.2fs %.2f CPU-s peak RSS %d MB",
-			r.Scenario.Name, r.Events, float64(r.RawBytes)/(1<<20), c.Wall.Seconds(), c.CPU.Seconds(), c.PeakRSS>>20)
+		s := fmt.Sprintf("%s: %d events (%.0f MB decompressed); collector %.2fs %.2f CPU-s peak RSS %d MB (anonymous %d, file %d)",
+			r.Scenario.Name, r.Events, float64(r.RawBytes)/(1<<20), c.Wall.Seconds(), c.CPU.Seconds(), c.PeakRSS>>20, c.PeakAnon>>20, c.PeakFile>>20)
 		if r.Scenario.DownFor > 0 {
 			s += fmt.Sprintf("; receiver down %s, drained %.2fs after it came up", r.Scenario.DownFor, r.UpDrain.Seconds())
 		}
@@ -426,6 +430,7 @@ func runChild(ctx context.Context, name string, cmd *exec.Cmd, rcv *receiver, ev
 		}
 		if st, err := readProc(pid); err == nil {
 			last = st
+			r.PeakAnon, r.PeakFile = max(r.PeakAnon, st.anon), max(r.PeakFile, st.file)
 		}
 		if up != nil {
 			at, err := up(time.Since(start))
@@ -469,8 +474,9 @@ func runChild(ctx context.Context, name string, cmd *exec.Cmd, rcv *receiver, ev
 }
 
 type procStats struct {
-	cpu     time.Duration
-	peakRSS int64
+	cpu        time.Duration
+	peakRSS    int64
+	anon, file int64 // resident now
 }
 
 // readProc reads a live process's CPU time (utime + stime, in clock ticks
@@ -494,10 +500,17 @@ func readProc(pid int) (procStats, error) {
 	if err != nil {
 		return st, err
 	}
+	kb := func(s string) int64 {
+		n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(s), " kB"), 10, 64)
+		return n << 10
+	}
 	for line := range strings.Lines(string(status)) {
 		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			st.peakRSS = kb << 10
+			st.peakRSS = kb(rest)
+		} else if rest, ok := strings.CutPrefix(line, "RssAnon:"); ok {
+			st.anon = kb(rest)
+		} else if rest, ok := strings.CutPrefix(line, "RssFile:"); ok {
+			st.file = kb(rest)
 		}
 	}
 	return st, nil
