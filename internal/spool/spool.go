@@ -207,6 +207,8 @@ func (s *Spool) Append(evs []*pipeline.Event) error {
 	}
 	s.events.Add(int64(len(evs)))
 	s.bytes.Add(size)
+	// The commit read the leaf it rewrote through the file mapping.
+	s.dropResident()
 	return nil
 }
 
@@ -427,6 +429,9 @@ func (s *Spool) readChunk(evs []*pipeline.Event, keys [][]byte, first, last uint
 	if err != nil {
 		return evs, keys, size, fmt.Errorf("read spool %s: %w", s.path, err)
 	}
+	// The records are decoded into memory of their own: the pages they were
+	// read from (and those the last removal rewrote) need not stay resident.
+	s.dropResident()
 	if badKey != nil {
 		if err := s.remove([][]byte{badKey}, 0, 0, corruptBucket); err != nil {
 			return evs, keys, size, err
