@@ -470,6 +470,9 @@ func (s *Spool) remove(keys [][]byte, events, size int64, aside []byte) error {
 	if err != nil {
 		return fmt.Errorf("remove replayed events from spool %s: %w", s.path, err)
 	}
+	// Deleting rewrote leaves, reading the records left in them; at the
+	// end of a replay a whole window of removals follows the last read.
+	s.dropResident()
 	if aside != nil {
 		events, size = lost, freed
 	}

@@ -200,6 +200,9 @@ func writeReport(dir string, rs []result, gotest string) (string, error) {
 		if err != nil {
 			return "", err
 		}
+		b.WriteString("\n### In process (issue 16 targets)\n\n")
+		b.WriteString(targetsMarkdown(parseTargets(string(data), inProcessTargets())))
+		b.WriteString("\nFrom `go test -run '^$' -bench 'CloudTrailObject|VPCFlow' -benchtime 3s -cpu 1 -count 3 ./internal/source/s3sqs` (below); x_gunzip and x_naive are ratios within each run.\n")
 		b.WriteString("\n## go test -bench\n\n```\n")
 		b.Write(data)
 		b.WriteString("```\n")

@@ -448,7 +448,8 @@ func runChild(ctx context.Context, name string, cmd *exec.Cmd, rcv *receiver, ev
 		if verbose && time.Since(lastLog) >= time.Second {
 			lastLog = time.Now()
 			vis, inflight, _ := fauxqs.QueueCounts(ctx, sqsc, qURL)
-			fmt.Printf("  %s: %5.1fs %d/%d events at the receiver, queue visible %d in flight %d\n", name, time.Since(start).Seconds(), rcv.count(), events, vis, inflight)
+			fmt.Printf("  %s: %5.1fs %d/%d events at the receiver, queue visible %d in flight %d, RSS anonymous %d MB file %d MB\n",
+				name, time.Since(start).Seconds(), rcv.count(), events, vis, inflight, last.anon>>20, last.file>>20)
 		}
 		if rcv.count() >= events && up == nil {
 			vis, inflight, err := fauxqs.QueueCounts(ctx, sqsc, qURL)
