@@ -72,7 +72,10 @@ type run struct {
 	// file-backed (mapped files, such as the spool's bbolt file) resident
 	// sizes seen while polling every 50 ms.
 	PeakAnon, PeakFile int64
-	Up                 time.Duration // start of the process to the receiver's start (a backlog; else 0)
+	// PeakAt is when the polled resident size (anonymous + file) was
+	// highest, from the start of the process.
+	PeakAt time.Duration
+	Up     time.Duration // start of the process to the receiver's start (a backlog; else 0)
 }
 
 func (p run) rate(events int) float64 { return float64(events) / p.Wall.Seconds() }
@@ -106,8 +109,8 @@ func (r result) runs() []run {
 func (r result) summary() string {
 	c := r.Collector
 	if !r.Scenario.Baselines {
-		s := fmt.Sprintf("%s: %d events (%.0f MB decompressed); collector %.2fs %.2f CPU-s peak RSS %d MB (anonymous %d, file %d)",
-			r.Scenario.Name, r.Events, float64(r.RawBytes)/(1<<20), c.Wall.Seconds(), c.CPU.Seconds(), c.PeakRSS>>20, c.PeakAnon>>20, c.PeakFile>>20)
+		s := fmt.Sprintf("%s: %d events (%.0f MB decompressed); collector %.2fs %.2f CPU-s peak RSS %d MB (anonymous %d, file %d; highest polled at %.1fs)",
+			r.Scenario.Name, r.Events, float64(r.RawBytes)/(1<<20), c.Wall.Seconds(), c.CPU.Seconds(), c.PeakRSS>>20, c.PeakAnon>>20, c.PeakFile>>20, c.PeakAt.Seconds())
 		if r.Scenario.DownFor > 0 {
 			s += fmt.Sprintf("; receiver down %s, drained %.2fs after it came up", r.Scenario.DownFor, r.UpDrain.Seconds())
 		}
@@ -410,6 +413,7 @@ func runChild(ctx context.Context, name string, cmd *exec.Cmd, rcv *receiver, ev
 	defer tick.Stop()
 	done := false
 	var lastLog time.Time
+	var peakNow int64
 	for !done {
 		select {
 		case <-ctx.Done():
@@ -430,6 +434,9 @@ func runChild(ctx context.Context, name string, cmd *exec.Cmd, rcv *receiver, ev
 		}
 		if st, err := readProc(pid); err == nil {
 			last = st
+			if st.anon+st.file > peakNow {
+				peakNow, r.PeakAt = st.anon+st.file, time.Since(start)
+			}
 			r.PeakAnon, r.PeakFile = max(r.PeakAnon, st.anon), max(r.PeakFile, st.file)
 		}
 		if up != nil {
