@@ -1,7 +1,9 @@
 package spool
 
 import (
+	"os"
 	"syscall"
+	"unsafe"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -28,4 +30,25 @@ func (s *Spool) dropResident() {
 		}
 		return nil
 	})
+}
+
+// dropPages is dropResident for the whole pages inside v, a value that tx
+// read and the caller has copied out, so that a chunk being read never has
+// more than one record's pages resident. It does nothing unless v lies
+// inside the file mapping: on memory of the heap MADV_DONTNEED would zero it.
+func dropPages(tx *bolt.Tx, v []byte) {
+	if len(v) == 0 {
+		return
+	}
+	base, size := tx.DB().Info().Data, uintptr(tx.Size())
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(v)))
+	end := start + uintptr(len(v))
+	if base == 0 || start < base || end > base+size {
+		return
+	}
+	ps := uintptr(os.Getpagesize())
+	lo, hi := (start+ps-1)&^(ps-1), end&^(ps-1)
+	if hi > lo {
+		_ = syscall.Madvise(v[lo-start:hi-start], syscall.MADV_DONTNEED)
+	}
 }

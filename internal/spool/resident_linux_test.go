@@ -1,12 +1,15 @@
 package spool
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 )
@@ -84,5 +87,42 @@ func TestSpoolPagesDoNotStayResident(t *testing.T) {
 		spooled>>20, float64(afterAppend)/(1<<20), float64(peak)/(1<<20))
 	if peak > bound {
 		t.Errorf("the spool file's pages kept %d MB resident, want at most %d MB", peak>>20, bound>>20)
+	}
+}
+
+// dropPages drops the pages of a value read through the mapping, and leaves
+// alone memory that is not the mapping's.
+func TestDropPagesOfOneValue(t *testing.T) {
+	s := open(t, t.TempDir(), 0)
+	evs := make([]*pipeline.Event, 900)
+	for i := range evs {
+		evs[i] = ev("cloud.aws.test", time.Time{}, strings.Repeat("y", 1000)) // one record of about 1 MB
+	}
+	if err := s.Append(evs); err != nil {
+		t.Fatal(err)
+	}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		_, v := tx.Bucket(eventsBucket).Cursor().First()
+		sum := 0
+		for _, c := range v { // read it all: every page faults in
+			sum += int(c)
+		}
+		before := rssFile(t)
+		dropPages(tx, v)
+		after := rssFile(t)
+		t.Logf("a %d KB value: resident file pages %d KB → %d KB (checksum %d)", len(v)>>10, before>>10, after>>10, sum)
+		if before-after < int64(len(v))*3/4 {
+			t.Errorf("dropPages freed %d KB of a %d KB value's pages", (before-after)>>10, len(v)>>10)
+		}
+		// Heap memory is left alone (MADV_DONTNEED would zero it).
+		heap := bytes.Repeat([]byte{7}, 64<<10)
+		dropPages(tx, heap)
+		if heap[len(heap)/2] != 7 {
+			t.Error("dropPages zeroed heap memory")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -421,6 +421,7 @@ func (s *Spool) readChunk(evs []*pipeline.Event, keys [][]byte, first, last uint
 				badKey, badErr = bytes.Clone(k), cerr
 				return nil
 			}
+			dropPages(tx, v) // decoded into memory of its own
 			keys = append(keys, bytes.Clone(k))
 			size += int64(len(v))
 		}
