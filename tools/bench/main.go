@@ -178,20 +178,22 @@ func writeReport(dir string, rs []result, gotest string) (string, error) {
 		}
 		if !head {
 			b.WriteString("\n### Memory: large objects and a backlog\n\n")
-			b.WriteString("| scenario | objects | events | decompressed MB | gzip MB | receiver down s | drain after it came up s | total s | CPU s | peak RSS MB | ≤ 150 MB | peak anon / file MB |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+			b.WriteString("| scenario | objects | events | decompressed MB | gzip MB | receiver down s | first event after it came up s | then to the end s | drain after it came up s | total s | CPU s | peak RSS MB | ≤ 150 MB | peak anon / file MB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 			head = true
 		}
-		c, down, upDrain := r.Collector, "–", "–"
+		c, down, upFirst, rest, upDrain := r.Collector, "–", "–", "–", "–"
 		if r.Scenario.DownFor > 0 {
+			// The output's reconnect backoff, then the spool's replay.
 			down, upDrain = fmt.Sprintf("%.1f", c.Up.Seconds()), fmt.Sprintf("%.2f", r.UpDrain.Seconds())
+			upFirst, rest = fmt.Sprintf("%.2f", (c.First-c.Up).Seconds()), fmt.Sprintf("%.2f", (c.Wall-c.First).Seconds())
 		}
 		ok := "yes"
 		if c.PeakRSS > 150<<20 {
 			ok = "**no**"
 		}
-		fmt.Fprintf(&b, "| %s | %d | %d | %.0f | %.1f | %s | %s | %.2f | %.2f | %.0f | %s | %.0f / %.0f |\n",
+		fmt.Fprintf(&b, "| %s | %d | %d | %.0f | %.1f | %s | %s | %s | %s | %.2f | %.2f | %.0f | %s | %.0f / %.0f |\n",
 			r.Scenario.Name, r.Scenario.Objects, r.Events, float64(r.RawBytes)/(1<<20), float64(r.ObjectBytes*r.Scenario.Objects)/(1<<20),
-			down, upDrain, c.Wall.Seconds(), c.CPU.Seconds(), float64(c.PeakRSS)/(1<<20), ok,
+			down, upFirst, rest, upDrain, c.Wall.Seconds(), c.CPU.Seconds(), float64(c.PeakRSS)/(1<<20), ok,
 			float64(c.PeakAnon)/(1<<20), float64(c.PeakFile)/(1<<20))
 	}
 	b.WriteString("\nCPU is user + system time of the child process (the collector, the reference or the plain SDK loop), from the start of the process until every event reached the receiver and the queue was empty; the emulator and the receiver are not counted. The collector runs with its default settings (no `requests_per_second`, default SQS keys) and the `devo_platform` output; the reference is `tools/bench -reference`, the plain SDK loop `tools/bench -plain` (10 workers: receive, GetObject, standard-library gunzip into io.Discard, delete; it delivers nothing). In a backlog the receiver does not listen for the first seconds shown, so the output is down when the collector starts.\n")
