@@ -113,7 +113,7 @@ func (r result) summary() string {
 			r.Scenario.Name, r.Events, float64(r.RawBytes)/(1<<20), c.Wall.Seconds(), c.CPU.Seconds(), c.PeakRSS>>20, c.PeakAnon>>20, c.PeakFile>>20, c.PeakAt.Seconds())
 		if r.Scenario.DownFor > 0 {
 			s += fmt.Sprintf("; receiver down %s, drained %.2fs after it came up (first event %.2fs after it, then %.2fs to the end)",
-				r.Scenario.DownFor, r.UpDrain.Seconds(), (c.First-c.Up).Seconds(), (c.Wall-c.First).Seconds())
+				r.Scenario.DownFor, r.UpDrain.Seconds(), (c.First - c.Up).Seconds(), (c.Wall - c.First).Seconds())
 		}
 		return s
 	}
