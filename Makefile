@@ -45,7 +45,7 @@ test: deps fmt-check vet staticcheck
 ## times: the in-process targets), then the end-to-end harness through the binary
 ## (tools/bench): CloudTrail and VPC Flow against the reference pipeline and the plain SDK
 ## loop, one large object of each, and a 1 GB backlog with the output down at the start.
-## All of it goes into one markdown report under bench/results/. About 10 minutes;
+## All of it goes into one markdown report under bench/results/. About 6 minutes on 2 cores;
 ## BENCH_SCENARIOS=cloudtrail,vpcflow skips the memory scenarios.
 BENCH_OBJECTS ?= 200
 BENCH_SCENARIOS ?= all
