@@ -9,15 +9,23 @@
 //     -reference) that does the minimum the job needs: receive from SQS,
 //     GetObject, klauspost gunzip, a one-pass split into records, Devo line
 //     framing, 64 KiB-buffered TLS writes, delete;
+//   - runs the plain SDK loop (-plain): receive, GetObject, standard-library
+//     gunzip into io.Discard, delete, 10 workers; it delivers nothing;
 //   - runs the collector binary with its default settings and the Devo
 //     output on the same objects (the notifications are sent again).
 //
-// Both run as child processes, so their CPU time (user + system, from the
+// All run as child processes, so their CPU time (user + system, from the
 // kernel) excludes the emulator and the receiver. Reported: CPU-seconds per
 // million events, events/s, time to drain, peak RSS, and the ratios
-// reference/collector in CPU and in wall-clock rate.
+// reference/collector in CPU, and collector/reference and collector/plain
+// loop in wall-clock rate.
 //
-//	go run ./tools/bench -collector bin/devo-aws-collector -objects 200
+// The memory scenarios run the collector alone: one large object
+// (large-cloudtrail, large-vpcflow), and a backlog of about 1 GB of events
+// with the receiver not listening for its first seconds (backlog), for peak
+// RSS and the time to drain once the receiver is up.
+//
+//	go run ./tools/bench -collector bin/devo-aws-collector -objects 200 -scenarios all
 package main
 
 import (
