@@ -41,13 +41,19 @@ staticcheck:
 test: deps fmt-check vet staticcheck
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
 
-## bench: the go test benchmarks, then the end-to-end harness through the binary
-## (tools/bench); both go into one markdown report under bench/results/.
+## bench: the go test benchmarks (and the S3 object benchmarks again on one core, three
+## times: the in-process targets), then the end-to-end harness through the binary
+## (tools/bench): CloudTrail and VPC Flow against the reference pipeline and the plain SDK
+## loop, one large object of each, and a 1 GB backlog with the output down at the start.
+## All of it goes into one markdown report under bench/results/. About 6 minutes on 2 cores;
+## BENCH_SCENARIOS=cloudtrail,vpcflow skips the memory scenarios.
 BENCH_OBJECTS ?= 200
+BENCH_SCENARIOS ?= all
 bench: deps build
 	mkdir -p bench/results
 	$(GO) test -run='^$$' -bench=. -benchmem $(PKGS) | tee bench/results/gotest-latest.txt
-	$(GO) run ./tools/bench -collector $(BIN) -objects $(BENCH_OBJECTS) -gotest bench/results/gotest-latest.txt
+	$(GO) test -run='^$$' -bench='CloudTrailObject|VPCFlow' -benchtime 3s -cpu 1 -count 3 ./internal/source/s3sqs | tee -a bench/results/gotest-latest.txt
+	$(GO) run ./tools/bench -collector $(BIN) -objects $(BENCH_OBJECTS) -scenarios $(BENCH_SCENARIOS) -gotest bench/results/gotest-latest.txt
 
 ## image: the container image from the Dockerfile (docs/deploy.md), with docker,
 ## podman or buildah, whichever can build here (buildah needs no daemon).
