@@ -131,7 +131,8 @@ func (h *holders) hold(lctx context.Context, d *detector) error {
 	d.mu.Unlock()
 	// The walk under this holding ends with lctx; wait for it.
 	d.walking.Lock()
-	d.walking.Unlock() //nolint:staticcheck // an empty critical section: only the wait matters
+	//lint:ignore SA2001 an empty critical section: only the wait for the walk matters
+	d.walking.Unlock()
 
 	if h.ctx.Err() == nil {
 		// The lease was lost: what settles later is the new owner's
