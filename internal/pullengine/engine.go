@@ -301,6 +301,21 @@ func (e *Engine) Retire() {
 	e.epoch <- cur + 1
 }
 
+// RunLeased runs the stream while this collector holds its lease in h,
+// named by the checkpoint key: a lost lease stops Run and retires it (the
+// checkpoint is the new owner's), a regained one runs it again from the
+// checkpoint. It returns as h.Run does: nil once ctx ends, or Run's error
+// while the lease is held.
+func (e *Engine) RunLeased(ctx context.Context, h lease.Holder, out pipeline.Emitter) error {
+	return h.Run(ctx, e.c.Key, func(lctx context.Context) error {
+		err := e.Run(lctx, out)
+		if ctx.Err() == nil && lctx.Err() != nil {
+			e.Retire() // the lease was lost: the checkpoint is the new owner's
+		}
+		return err
+	})
+}
+
 // commit saves m if epoch is still the current Run's.
 func (e *Engine) commit(epoch uint64, m Mark) {
 	cur := <-e.epoch

@@ -154,13 +154,7 @@ func (s *Source) Run(ctx context.Context, out pipeline.Emitter) error {
 			return err
 		}
 	}
-	return s.leases.Run(ctx, s.key(), func(lctx context.Context) error {
-		err := s.engine.Run(lctx, out)
-		if ctx.Err() == nil && lctx.Err() != nil {
-			s.engine.Retire() // the lease was lost: the checkpoint is the new owner's
-		}
-		return err
-	})
+	return s.engine.RunLeased(ctx, s.leases, out)
 }
 
 // key is the stream's checkpoint key, which names its lease.
