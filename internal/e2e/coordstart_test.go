@@ -56,35 +56,7 @@ inputs:
 // startInstance starts the binary with INSTANCE and METRICS set.
 func (e *env) startInstance(cfgPath, instance, metrics string) *proc {
 	e.t.Helper()
-	p := &proc{done: make(chan struct{})}
-	p.cmd = exec.Command(collectorBin, "run", "--config", cfgPath)
-	p.cmd.Dir = e.dir
-	p.cmd.Env = append(os.Environ(), "INSTANCE="+instance, "METRICS="+metrics)
-	p.cmd.Stdout = &p.output
-	p.cmd.Stderr = &p.output
-	if err := p.cmd.Start(); err != nil {
-		e.t.Fatal(err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	e.t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-		if e.t.Failed() {
-			lines := strings.Split(p.log(), "\n")
-			if len(lines) > 60 {
-				lines = lines[len(lines)-60:]
-			}
-			e.t.Logf("collector %s output (last lines):\n%s", instance, strings.Join(lines, "\n"))
-		}
-	})
-	return p
+	return e.startBinEnv(collectorBin, cfgPath, []string{"INSTANCE=" + instance, "METRICS=" + metrics})
 }
 
 // TestCoordinationTwoCollectorsThroughBinary: two collector processes on one

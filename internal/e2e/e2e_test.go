@@ -158,7 +158,7 @@ func (e *env) startBinEnv(bin, cfgPath string, extraEnv []string) *proc {
 			if len(lines) > 80 {
 				lines = lines[len(lines)-80:]
 			}
-			e.t.Logf("collector output (last lines):\n%s", strings.Join(lines, "\n"))
+			e.t.Logf("collector %v output (last lines):\n%s", extraEnv, strings.Join(lines, "\n"))
 		}
 	})
 	return p
