@@ -6,10 +6,8 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -35,17 +33,7 @@ type stallReceiver struct {
 
 func startStallReceiver(t *testing.T, c *certs.Set) *stallReceiver {
 	t.Helper()
-	kp, err := tls.LoadX509KeyPair(c.ServerCert, c.ServerKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caPEM, err := os.ReadFile(c.CA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
-	cfg := &tls.Config{Certificates: []tls.Certificate{kp}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert}
+	cfg := c.ServerTLS(t)
 	// Accepted sockets inherit the listener's receive buffer, and the
 	// window they advertise follows from it.
 	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {

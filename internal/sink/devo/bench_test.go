@@ -3,11 +3,9 @@ package devo
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -20,14 +18,7 @@ import (
 // discardServer is a loopback mutual-TLS server that reads and drops
 // everything.
 func discardServer(b *testing.B, c *certs.Set) (port int, stop func()) {
-	kp, err := tls.LoadX509KeyPair(c.ServerCert, c.ServerKey)
-	if err != nil {
-		b.Fatal(err)
-	}
-	caPEM, _ := os.ReadFile(c.CA)
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{kp}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert})
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", c.ServerTLS(b))
 	if err != nil {
 		b.Fatal(err)
 	}

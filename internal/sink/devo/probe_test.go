@@ -4,10 +4,8 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"net"
-	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -35,22 +33,9 @@ type flakyReceiver struct {
 
 func startFlakyReceiver(t *testing.T, c *certs.Set, drop int64) *flakyReceiver {
 	t.Helper()
-	kp, err := tls.LoadX509KeyPair(c.ServerCert, c.ServerKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caPEM, err := os.ReadFile(c.CA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
-	r := &flakyReceiver{t: t, cfg: &tls.Config{
-		Certificates: []tls.Certificate{kp},
-		ClientCAs:    pool,
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		MinVersion:   tls.VersionTLS13,
-	}}
+	cfg := c.ServerTLS(t)
+	cfg.MinVersion = tls.VersionTLS13
+	r := &flakyReceiver{t: t, cfg: cfg}
 	r.drop.Store(drop)
 	r.up()
 	t.Cleanup(r.down)

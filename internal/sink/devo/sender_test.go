@@ -5,11 +5,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -33,16 +31,7 @@ type gzipReceiver struct {
 }
 
 func startGzipReceiver(t *testing.T, c *certs.Set) *gzipReceiver {
-	kp, err := tls.LoadX509KeyPair(c.ServerCert, c.ServerKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caPEM, _ := os.ReadFile(c.CA)
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
-		Certificates: []tls.Certificate{kp}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert,
-	})
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", c.ServerTLS(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -172,4 +173,25 @@ func writePEM(path, typ string, der []byte, mode os.FileMode) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
+}
+
+// ServerTLS returns the TLS settings of a mutual-TLS receiver for this set:
+// it presents ServerCert and requires a client certificate signed by CA (the
+// collector's ClientCert passes; RogueCert and ExpiredCert fail). It fails t
+// when the files cannot be read.
+func (s *Set) ServerTLS(t testing.TB) *tls.Config {
+	t.Helper()
+	kp, err := tls.LoadX509KeyPair(s.ServerCert, s.ServerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, err := os.ReadFile(s.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		t.Fatalf("no certificate in %s", s.CA)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{kp}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert}
 }
