@@ -34,13 +34,10 @@ const Region = "us-east-1"
 
 // Server is one running fauxqs process.
 type Server struct {
-	// URL is the emulator's base URL, "http://127.0.0.1:<port>", for an SDK
-	// client's BaseEndpoint.
-	URL string
-	// Port is the TCP port on 127.0.0.1.
-	Port int
-
-	proc *nodeproc.Proc
+	// Proc gives the URL ("http://127.0.0.1:<port>", an SDK client's
+	// BaseEndpoint), the Port, Stop (SIGTERM, then SIGKILL after 3 s; safe
+	// to call more than once) and Output (what the process printed).
+	*nodeproc.Proc
 }
 
 // Start installs fauxqs if needed, starts it on a free 127.0.0.1 port and
@@ -48,14 +45,7 @@ type Server struct {
 // cannot start.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	s, err := StartProcess(ctx)
-	if err != nil {
-		t.Fatalf("fauxqs: %v", err)
-	}
-	t.Cleanup(s.Stop)
-	return s
+	return nodeproc.StartT(t, "fauxqs", StartProcess)
 }
 
 // StartProcess is Start for code that is not a test (the demo script). The
@@ -108,15 +98,8 @@ func wrap(p *nodeproc.Proc, err error) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{URL: p.URL, Port: p.Port, proc: p}, nil
+	return &Server{p}, nil
 }
-
-// Stop ends the process (SIGTERM, then SIGKILL after 3 s) and waits for it.
-// It is safe to call more than once.
-func (s *Server) Stop() { s.proc.Stop() }
-
-// Output is what the process has printed so far (for failure messages).
-func (s *Server) Output() string { return s.proc.Output() }
 
 // Config returns SDK settings for the emulator: static test credentials, the
 // helper Region and few retries, so a broken emulator fails a test fast.

@@ -17,7 +17,6 @@ import (
 	"strconv"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -32,12 +31,10 @@ const Region = "us-east-1"
 
 // Server is one running dynalite process.
 type Server struct {
-	// URL is the emulator's base URL, "http://127.0.0.1:<port>".
-	URL string
-	// Port is the TCP port on 127.0.0.1.
-	Port int
-
-	proc *nodeproc.Proc
+	// Proc gives the URL ("http://127.0.0.1:<port>", an SDK client's
+	// BaseEndpoint), the Port, Stop (SIGTERM, then SIGKILL after 3 s; safe
+	// to call more than once) and Output (what the process printed).
+	*nodeproc.Proc
 }
 
 // Start installs dynalite if needed, starts it on a free 127.0.0.1 port and
@@ -45,14 +42,7 @@ type Server struct {
 // cannot start.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	s, err := StartProcess(ctx)
-	if err != nil {
-		t.Fatalf("dynalite: %v", err)
-	}
-	t.Cleanup(s.Stop)
-	return s
+	return nodeproc.StartT(t, "dynalite", StartProcess)
 }
 
 // StartProcess is Start for code that is not a test. The caller must call
@@ -84,22 +74,15 @@ func StartProcess(ctx context.Context) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{URL: p.URL, Port: p.Port, proc: p}, nil
+	return &Server{p}, nil
 }
-
-// Stop ends the process (SIGTERM, then SIGKILL after 3 s) and waits for it.
-// It is safe to call more than once.
-func (s *Server) Stop() { s.proc.Stop() }
 
 // Pause stops the emulator process (SIGSTOP) so that every request to it
 // hangs, as during a network partition; Resume continues it.
-func (s *Server) Pause() error { return s.proc.Signal(syscall.SIGSTOP) }
+func (s *Server) Pause() error { return s.Signal(syscall.SIGSTOP) }
 
 // Resume continues a paused emulator (SIGCONT).
-func (s *Server) Resume() error { return s.proc.Signal(syscall.SIGCONT) }
-
-// Output is what the process has printed so far (for failure messages).
-func (s *Server) Output() string { return s.proc.Output() }
+func (s *Server) Resume() error { return s.Signal(syscall.SIGCONT) }
 
 // Config returns SDK settings for the emulator: static test credentials, the
 // helper Region and few retries, so a broken emulator fails a test fast.

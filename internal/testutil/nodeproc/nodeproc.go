@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 )
 
@@ -252,4 +253,19 @@ func (b *tailBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return string(b.buf)
+}
+
+// StartT is an emulator package's Start(t): it calls start with five
+// minutes for installation and start-up, fails t (naming the emulator) when
+// it fails, and stops the server when t ends.
+func StartT[S interface{ Stop() }](t testing.TB, name string, start func(context.Context) (S, error)) S {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	s, err := start(ctx)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	t.Cleanup(s.Stop)
+	return s
 }
