@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/acceptloop"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/certs"
 )
 
@@ -55,21 +56,7 @@ func startHangingReceiver(t *testing.T, c *certs.Set) *hangingReceiver {
 	}
 	r := &hangingReceiver{ln: ln, seqs: map[int]int{}}
 	r.hung.Store(true)
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			r.wg.Add(1)
-			go func() {
-				defer r.wg.Done()
-				r.serve(nc, cfg)
-			}()
-		}
-	}()
+	acceptloop.Go(ln, &r.wg, func(nc net.Conn) { r.serve(nc, cfg) })
 	t.Cleanup(func() {
 		ln.Close()
 		r.release()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/acceptloop"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/certs"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/wire"
 )
@@ -23,22 +24,10 @@ func discardServer(b *testing.B, c *certs.Set) (port int, stop func()) {
 		b.Fatal(err)
 	}
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				_, _ = io.Copy(io.Discard, nc)
-				nc.Close()
-			}()
-		}
-	}()
+	acceptloop.Go(ln, &wg, func(nc net.Conn) {
+		_, _ = io.Copy(io.Discard, nc)
+		nc.Close()
+	})
 	return ln.Addr().(*net.TCPAddr).Port, func() { ln.Close(); wg.Wait() }
 }
 

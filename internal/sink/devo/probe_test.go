@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/acceptloop"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/certs"
 )
 
@@ -53,21 +54,7 @@ func (r *flakyReceiver) up() {
 	r.mu.Lock()
 	r.ln = ln
 	r.mu.Unlock()
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			r.wg.Add(1)
-			go func() {
-				defer r.wg.Done()
-				r.serve(nc)
-			}()
-		}
-	}()
+	acceptloop.Go(ln, &r.wg, r.serve)
 }
 
 func (r *flakyReceiver) serve(nc net.Conn) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/acceptloop"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/certs"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/rsyslog"
 )
@@ -36,22 +37,10 @@ func startGzipReceiver(t *testing.T, c *certs.Set) *gzipReceiver {
 		t.Fatal(err)
 	}
 	r := &gzipReceiver{ln: ln}
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			r.wg.Add(1)
-			go func() {
-				defer r.wg.Done()
-				defer nc.Close()
-				r.decode(nc)
-			}()
-		}
-	}()
+	acceptloop.Go(ln, &r.wg, func(nc net.Conn) {
+		defer nc.Close()
+		r.decode(nc)
+	})
 	t.Cleanup(func() { ln.Close(); r.wg.Wait() })
 	return r
 }
