@@ -155,17 +155,7 @@ func watchCredentials(ctx context.Context, name string, sess credentialHealth, h
 		}
 		h.Set(name, stats.Running, "")
 	}
-	publish()
-	t := time.NewTicker(period)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			publish()
-		}
-	}
+	nowAndEvery(ctx, period, publish)
 }
 
 // watchCoordination publishes the coordination table's health as the
@@ -180,15 +170,5 @@ func watchCoordination(ctx context.Context, c interface{ Health() error }, h *st
 		}
 		h.Set("coordination", stats.Running, "")
 	}
-	publish()
-	t := time.NewTicker(period)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			publish()
-		}
-	}
+	nowAndEvery(ctx, period, publish)
 }

@@ -89,15 +89,5 @@ func watchQueue(ctx context.Context, c queueAttrs, service, region, queue string
 		visible := n(sqstypes.QueueAttributeNameApproximateNumberOfMessages) + n(sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed)
 		u.SetQueue(visible, n(sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible))
 	}
-	measure()
-	t := time.NewTicker(period)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			measure()
-		}
-	}
+	nowAndEvery(ctx, period, measure)
 }
