@@ -36,6 +36,9 @@ type acker struct {
 	// not reached the acker yet (run.unsettled): at 0 no delete can join
 	// the ones held.
 	unsettled *atomic.Int64
+	// queued, when set, holds the received messages of a standard queue
+	// that wait for a worker (run.shared).
+	queued chan Message
 
 	stopCh   chan struct{}
 	stopOnce sync.Once
@@ -65,8 +68,11 @@ func newAcker(e *Engine, q Queue, s *slots, x *extender, order *groupOrder) *ack
 // for company is a millisecond the group stands still. On a standard queue
 // it is so when no message is left that could join the batch (every message
 // received has settled: the end of a burst), or when every in-flight slot is
-// taken (the receive waits for the slots these deletes give back, so the
-// wait would stall intake). Batches still form under load: while
+// taken and no message waits for a worker (the workers are about to run
+// dry, and the receive waits for the slots these deletes give back). While
+// messages still wait for a worker, a full set of slots costs nothing, and
+// the deletes keep batching so that each receive asks for a full ten. Batches
+// still form under load: while
 // maxConcurrentCalls calls are running, spawn blocks and the fates that
 // arrive meanwhile pile up.
 func (a *acker) flushWhenIdle(fates <-chan settled) bool {
@@ -76,7 +82,10 @@ func (a *acker) flushWhenIdle(fates <-chan settled) bool {
 	if a.q.FIFO {
 		return true
 	}
-	return (a.unsettled != nil && a.unsettled.Load() == 0) || a.slots.full()
+	if a.unsettled != nil && a.unsettled.Load() == 0 {
+		return true
+	}
+	return a.slots.full() && a.queued != nil && len(a.queued) == 0
 }
 
 // stop makes run flush what it holds, without retries, and return.

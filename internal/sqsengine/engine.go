@@ -363,6 +363,7 @@ func newRun(e *Engine, q Queue, out pipeline.Emitter) *run {
 	r.acker = newAcker(e, q, r.slots, r.ext, r.order)
 	r.acker.vis = r.vis
 	r.acker.unsettled = &r.unsettled
+	r.acker.queued = r.shared
 	return r
 }
 
