@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -31,6 +32,13 @@ type acker struct {
 	order *groupOrder
 	// vis is the run's visibility timeout (Config.visibility).
 	vis time.Duration
+	// unsettled, when set, counts the messages received whose fate has
+	// not reached the acker yet (run.unsettled): at 0 no delete can join
+	// the ones held.
+	unsettled *atomic.Int64
+	// queued, when set, holds the received messages of a standard queue
+	// that wait for a worker (run.shared).
+	queued chan Message
 
 	stopCh   chan struct{}
 	stopOnce sync.Once
@@ -53,14 +61,31 @@ func newAcker(e *Engine, q Queue, s *slots, x *extender, order *groupOrder) *ack
 	return &acker{e: e, q: q, slots: s, ext: x, order: order, stopCh: make(chan struct{}), sem: make(chan struct{}, maxConcurrentCalls)}
 }
 
-// flushWhenIdle reports whether fates go out as soon as no other fate is
-// waiting, instead of after DeleteFlush. So they do on FIFO queues: SQS
-// holds a message group back until its messages are deleted, so every
-// millisecond a delete waits for company is a millisecond the group stands
-// still. Batches still form under load: while maxConcurrentCalls calls are
-// running, spawn blocks and the fates that arrive meanwhile pile up.
+// flushWhenIdle reports whether the fates held go out now, instead of after
+// DeleteFlush: when no other fate is waiting in the channel and holding them
+// would only delay them. So it is on FIFO queues: SQS holds a message group
+// back until its messages are deleted, so every millisecond a delete waits
+// for company is a millisecond the group stands still. On a standard queue
+// it is so when no message is left that could join the batch (every message
+// received has settled: the end of a burst), or when every in-flight slot is
+// taken and no message waits for a worker (the workers are about to run
+// dry, and the receive waits for the slots these deletes give back). While
+// messages still wait for a worker, a full set of slots costs nothing, and
+// the deletes keep batching so that each receive asks for a full ten. Batches
+// still form under load: while
+// maxConcurrentCalls calls are running, spawn blocks and the fates that
+// arrive meanwhile pile up.
 func (a *acker) flushWhenIdle(fates <-chan settled) bool {
-	return a.q.FIFO && len(fates) == 0
+	if len(fates) > 0 {
+		return false
+	}
+	if a.q.FIFO {
+		return true
+	}
+	if a.unsettled != nil && a.unsettled.Load() == 0 {
+		return true
+	}
+	return a.slots.full() && a.queued != nil && len(a.queued) == 0
 }
 
 // stop makes run flush what it holds, without retries, and return.

@@ -307,6 +307,11 @@ type run struct {
 	graceCtx context.Context
 	// released counts the messages released at the stop (visibility 0).
 	released atomic.Int64
+	// unsettled counts the messages received whose fate has not been sent
+	// to the acker yet: it goes up before a receive's messages are
+	// dispatched and down just before each fate is sent, so the acker sees
+	// 0 once the last fate it holds had no successor in sight.
+	unsettled atomic.Int64
 	// receiveDone is closed when the receive loop has returned: no poll
 	// is in progress any more.
 	receiveDone chan struct{}
@@ -357,6 +362,8 @@ func newRun(e *Engine, q Queue, out pipeline.Emitter) *run {
 	}
 	r.acker = newAcker(e, q, r.slots, r.ext, r.order)
 	r.acker.vis = r.vis
+	r.acker.unsettled = &r.unsettled
+	r.acker.queued = r.shared
 	return r
 }
 
@@ -576,6 +583,7 @@ func (r *run) receive(ctx context.Context) error {
 			default:
 			}
 		}
+		r.unsettled.Add(int64(len(out.Messages)))
 		if ctx.Err() != nil {
 			// Answered after the stop: nothing of it was started.
 			for _, sm := range out.Messages {
@@ -698,6 +706,7 @@ func (r *run) handle(m Message) {
 		// Never blocks: one entry per slot, and the channel has a place
 		// for every slot. After Run has returned nobody reads it, and the
 		// message reappears after its visibility timeout.
+		r.unsettled.Add(-1)
 		r.fates <- s
 	})
 	began := time.Now()
@@ -712,6 +721,7 @@ func (r *run) handle(m Message) {
 // the acker, which also gives its slot back.
 func (r *run) releaseMessage(m Message) {
 	r.released.Add(1)
+	r.unsettled.Add(-1)
 	// Never blocks: m holds a slot (see handle).
 	r.fates <- settled{m: m, release: true, why: "not started when the consumer stopped"}
 }

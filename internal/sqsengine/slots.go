@@ -55,6 +55,13 @@ func (s *slots) release(k int) {
 	}
 }
 
+// full reports whether every slot is taken: a receive waits for one.
+func (s *slots) full() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n >= s.max
+}
+
 func (s *slots) used() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
