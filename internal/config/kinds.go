@@ -315,7 +315,48 @@ func (d *decoder) unknownService(name string, v *value, p string) bool {
 		hint = didYouMean(suggestion) + " (" + custom + ")"
 	}
 	d.add(newError("P22", p, "service_config_key_path", p, "name", name).withHint(hint))
+	if near && v.kind == kMap {
+		if _, ok := predefined[suggestion]; ok {
+			// The block is meant as the suggested service: name its
+			// misspelt keys too, so that one run shows every fix.
+			d.nearMisses(v, p, keysOf(suggestion))
+		}
+	}
 	return true
+}
+
+// keysOf returns every key the predefined service name reads, over all the
+// kinds the name may run.
+func keysOf(name string) []string {
+	known := slices.Clone(commonKeys)
+	for _, spec := range predefined[name] {
+		defName := name
+		if spec.definitionFor != nil {
+			defName = spec.definitionFor(&Service{Name: name, Kind: spec.kind})
+		}
+		if _, ok := definitions[defName]; !ok {
+			continue
+		}
+		def := builtinFor(defName)
+		for _, pt := range spec.parts {
+			known = append(known, pt.keys(def)...)
+		}
+	}
+	return known
+}
+
+// nearMisses reports P21 for each key of m close to, but not one of, known.
+// Unlike unknown it says nothing of other keys: m is already refused.
+func (d *decoder) nearMisses(m *value, path string, known []string) {
+	for _, k := range m.keys {
+		if slices.Contains(known, k) {
+			continue
+		}
+		if near, ok := closest(k, known); ok {
+			kp := joinPath(path, k)
+			d.add(newError("P21", kp, "key_path", kp).withHint(didYouMean(near)))
+		}
+	}
 }
 
 // tag reads the tag override and sets the effective template.
