@@ -43,6 +43,9 @@ var diagnosticCases = []struct {
 	{"misspelt service name", goodOut + validInput + "      service-event-all:\n        sqs_queue_name: events.fifo\n", 2, []string{
 		`AwsServiceConfigurationError(108): "inputs.aws.services.service-event-all": unknown service "service-event-all"`,
 		`did you mean "service-events-all"?`}},
+	{"misspelt service name and a misspelt key inside it", goodOut + validInput + "      service-event-all:\n        sqs_queue_nmae: events.fifo\n", 2, []string{
+		`unknown service "service-event-all"`, `did you mean "service-events-all"?`,
+		`"inputs.aws.services.service-event-all.sqs_queue_nmae": unknown key — did you mean "sqs_queue_name"?`}},
 	{"misspelt service name with no value", goodOut + validInput + "      service-event-all:\n", 2, []string{
 		`unknown service "service-event-all"`, `did you mean "service-events-all"?`}},
 	{"feature name instead of service name", goodOut + validInput + "      guardduty: {}\n", 2, []string{
