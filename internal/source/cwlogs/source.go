@@ -29,6 +29,7 @@ import (
 	cwltypes "github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs/types"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/ctxtime"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/format/jsonpay"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/lease"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
@@ -307,12 +308,8 @@ func (s *Source) Run(ctx context.Context, out pipeline.Emitter) error {
 		}
 		// A named group is not listed again, but a stopped engine is
 		// started again after the same period.
-		t := time.NewTimer(s.groupRefresh)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !ctxtime.Sleep(ctx, s.groupRefresh) {
 			return nil
-		case <-t.C:
 		}
 	}
 }
