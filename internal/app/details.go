@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/ctxtime"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 )
 
@@ -37,14 +38,7 @@ func logCollectorDetails(log *slog.Logger, cfg *config.Config, outs []*output, u
 // one INFO line per output with its queue's depth against its bounds and
 // the fates the output has reported, until ctx ends.
 func logQueueMetrics(ctx context.Context, outs []*output, period time.Duration, log *slog.Logger) {
-	t := time.NewTicker(period)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	ctxtime.Every(ctx, period, func() {
 		for _, o := range outs {
 			msgs, bytes := o.Queue.Depth()
 			maxMsgs, maxBytes := o.Queue.Bounds()
@@ -56,5 +50,5 @@ func logQueueMetrics(ctx context.Context, outs []*output, period time.Duration, 
 				"fill_percent", int(fill*100+0.5),
 				"delivered_total", delivered, "failed_total", failed)
 		}
-	}
+	})
 }

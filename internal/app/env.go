@@ -9,6 +9,7 @@ import (
 	"github.com/devo-aws-collector/devo-aws-collector/internal/awsapi"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/coord"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/ctxtime"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/lease"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/stats"
@@ -155,7 +156,7 @@ func watchCredentials(ctx context.Context, name string, sess credentialHealth, h
 		}
 		h.Set(name, stats.Running, "")
 	}
-	nowAndEvery(ctx, period, publish)
+	ctxtime.NowAndEvery(ctx, period, publish)
 }
 
 // watchCoordination publishes the coordination table's health as the
@@ -170,5 +171,5 @@ func watchCoordination(ctx context.Context, c interface{ Health() error }, h *st
 		}
 		h.Set("coordination", stats.Running, "")
 	}
-	nowAndEvery(ctx, period, publish)
+	ctxtime.NowAndEvery(ctx, period, publish)
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/devo-aws-collector/devo-aws-collector/internal/awsapi"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/source/apisource"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/source/cloudtrailapi"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/source/cwlogs"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/source/cwmetrics"
@@ -44,54 +45,52 @@ func init() {
 	builders[config.Logs] = buildLogs
 }
 
-func buildGuardDuty(ctx context.Context, d Deps) (pipeline.Source, error) {
-	sess := d.Env.Session
-	return guardduty.New(guardduty.Options{
-		Service:   d.Service,
-		Region:    d.Region,
-		InputName: d.Input.Name,
-		Client: sess.GuardDuty(d.Region, func(o *gdsdk.Options) {
-			if ep := d.Service.Endpoints[awsapi.APIGuardDuty]; ep != "" {
-				o.BaseEndpoint = aws.String(ep)
-			}
-		}),
-		AccountID:   sess.AccountID,
+// apiCommon is what every API source of the unit d is given: its
+// identity, the input's state store and lease holder, its logger and
+// counters.
+func apiCommon(d Deps) apisource.Common {
+	return apisource.Common{
+		Service:     d.Service,
+		Region:      d.Region,
+		InputName:   d.Input.Name,
+		AccountID:   d.Env.Session.AccountID,
 		Environment: d.Input.Environment,
 		Store:       d.Env.State,
 		Leases:      d.Env.Leases,
 		Log:         d.Log,
 		Stats:       d.Stats,
 		Registry:    d.Registry,
+	}
+}
+
+func buildGuardDuty(ctx context.Context, d Deps) (pipeline.Source, error) {
+	sess := d.Env.Session
+	return guardduty.New(guardduty.Options{
+		Common: apiCommon(d),
+		Client: sess.GuardDuty(d.Region, func(o *gdsdk.Options) {
+			if ep := d.Service.Endpoints[awsapi.APIGuardDuty]; ep != "" {
+				o.BaseEndpoint = aws.String(ep)
+			}
+		}),
 	})
 }
 
 func buildMetrics(ctx context.Context, d Deps) (pipeline.Source, error) {
 	sess := d.Env.Session
 	return cwmetrics.New(cwmetrics.Options{
-		Service:   d.Service,
-		Region:    d.Region,
-		InputName: d.Input.Name,
+		Common: apiCommon(d),
 		Client: sess.CloudWatch(d.Region, func(o *cloudwatch.Options) {
 			if ep := d.Service.Endpoints[awsapi.APICloudWatch]; ep != "" {
 				o.BaseEndpoint = aws.String(ep)
 			}
 		}),
-		AccountID:   sess.AccountID,
-		Environment: d.Input.Environment,
-		Store:       d.Env.State,
-		Leases:      d.Env.Leases,
-		Log:         d.Log,
-		Stats:       d.Stats,
-		Registry:    d.Registry,
 	})
 }
 
 func buildCloudTrailAPI(ctx context.Context, d Deps) (pipeline.Source, error) {
 	sess := d.Env.Session
 	return cloudtrailapi.New(cloudtrailapi.Options{
-		Service:   d.Service,
-		Region:    d.Region,
-		InputName: d.Input.Name,
+		Common: apiCommon(d),
 		NewClient: func(apiOption func(*cloudtrail.Options)) cloudtrailapi.Client {
 			return sess.CloudTrail(d.Region, func(o *cloudtrail.Options) {
 				if ep := d.Service.Endpoints[awsapi.APICloudTrail]; ep != "" {
@@ -99,13 +98,6 @@ func buildCloudTrailAPI(ctx context.Context, d Deps) (pipeline.Source, error) {
 				}
 			}, apiOption)
 		},
-		AccountID:   sess.AccountID,
-		Environment: d.Input.Environment,
-		Store:       d.Env.State,
-		Leases:      d.Env.Leases,
-		Log:         d.Log,
-		Stats:       d.Stats,
-		Registry:    d.Registry,
 	})
 }
 
@@ -137,9 +129,7 @@ func envSeconds(d Deps, name string) time.Duration {
 func buildLogs(ctx context.Context, d Deps) (pipeline.Source, error) {
 	sess := d.Env.Session
 	return cwlogs.New(cwlogs.Options{
-		Service:   d.Service,
-		Region:    d.Region,
-		InputName: d.Input.Name,
+		Common: apiCommon(d),
 		NewClient: func(apiOption func(*cloudwatchlogs.Options)) cwlogs.Client {
 			return sess.Logs(d.Region, func(o *cloudwatchlogs.Options) {
 				if ep := d.Service.Endpoints[awsapi.APILogs]; ep != "" {
@@ -147,17 +137,10 @@ func buildLogs(ctx context.Context, d Deps) (pipeline.Source, error) {
 				}
 			}, apiOption)
 		},
-		AccountID:         sess.AccountID,
-		Environment:       d.Input.Environment,
-		Store:             d.Env.State,
-		Leases:            d.Env.Leases,
 		RequestsPerSecond: d.Input.RequestsPerSecond,
 		Overlap:           envSeconds(d, envLogsOverlap),
 		Safety:            envSeconds(d, envLogsSafety),
 		GroupRefresh:      envSeconds(d, envLogsGroupRefresh),
-		Log:               d.Log,
-		Stats:             d.Stats,
-		Registry:          d.Registry,
 	})
 }
 

@@ -13,6 +13,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/devo-aws-collector/devo-aws-collector/internal/ctxtime"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/sqsengine"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/stats"
 )
@@ -89,5 +90,5 @@ func watchQueue(ctx context.Context, c queueAttrs, service, region, queue string
 		visible := n(sqstypes.QueueAttributeNameApproximateNumberOfMessages) + n(sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed)
 		u.SetQueue(visible, n(sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible))
 	}
-	nowAndEvery(ctx, period, measure)
+	ctxtime.NowAndEvery(ctx, period, measure)
 }

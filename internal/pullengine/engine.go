@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/devo-aws-collector/devo-aws-collector/internal/ctxtime"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/lease"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
@@ -479,7 +480,7 @@ func (r *run) pullSlot(ctx context.Context, s *slot) error {
 	if s.tries > 0 {
 		wait := backoff(e.c.RetryBase, e.c.RetryMax, s.tries)
 		e.log.Info("pulling a failed window again", "start", s.w.Start.UTC().Format(time.RFC3339), "end", s.w.End.UTC().Format(time.RFC3339), "attempt", s.tries+1, "after", wait.Round(time.Millisecond))
-		if !Sleep(ctx, wait) {
+		if !ctxtime.Sleep(ctx, wait) {
 			// Leave it failed for the next Run.
 			r.fin.settle(s, false)
 			return ctx.Err()
@@ -542,17 +543,7 @@ func (r *run) drain(grace time.Duration) {
 // progress logs, every ProgressEvery while a cycle has windows left, how
 // far the walk is.
 func (r *run) progress(ctx context.Context) {
-	e := r.e
-	t := time.NewTicker(e.c.ProgressEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		r.logProgress()
-	}
+	ctxtime.Every(ctx, r.e.c.ProgressEvery, r.logProgress)
 }
 
 func (r *run) logProgress() {
@@ -574,22 +565,6 @@ func (r *run) logProgress() {
 	e.log.Info("pull progress", "windows_done", done, "windows_total", total,
 		"events_per_second", fmt.Sprintf("%.1f", rate), "eta", eta,
 		"checkpoint", mark.End.UTC().Format(time.RFC3339), "windows_pending", r.fin.pending())
-}
-
-// Sleep waits d or until ctx ends, and reports whether ctx is still live.
-// API sources that wait outside the engine's loop use it too.
-func Sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // backoff is the wait before attempt n+1 (n ≥ 1): base·2^(n−1) capped at
@@ -676,7 +651,7 @@ func (p *Pull) Call(ctx context.Context, what string, fn func(ctx context.Contex
 		}
 		wait := backoff(e.c.RetryBase, e.c.RetryMax, attempt)
 		e.log.Warn("request failed, retrying", "request", what, "attempt", attempt, "after", wait.Round(time.Millisecond), "throttled", IsThrottle(err), "err", err)
-		if !Sleep(ctx, wait) {
+		if !ctxtime.Sleep(ctx, wait) {
 			return fmt.Errorf("%s: %w", what, ctx.Err())
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
+	"github.com/devo-aws-collector/devo-aws-collector/internal/ctxtime"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 )
 
@@ -563,7 +564,7 @@ func (r *run) receive(ctx context.Context) error {
 			} else {
 				r.log.Warn("sqs receive failed, backing off", "err", err, "backoff", wait.Round(time.Millisecond))
 			}
-			if !sleep(ctx, wait) {
+			if !ctxtime.Sleep(ctx, wait) {
 				return nil
 			}
 			continue
@@ -609,7 +610,7 @@ func (r *run) receive(ctx context.Context) error {
 		for _, m := range msgs {
 			r.dispatch(m)
 		}
-		if len(msgs) == 0 && r.wait == 0 && !sleep(ctx, cfg.IdlePause) {
+		if len(msgs) == 0 && r.wait == 0 && !ctxtime.Sleep(ctx, cfg.IdlePause) {
 			return nil
 		}
 	}
@@ -793,17 +794,5 @@ func (r *run) cycles(stop <-chan struct{}) {
 			report(true)
 			return
 		}
-	}
-}
-
-// sleep waits d or until ctx ends; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }

@@ -8,6 +8,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/devo-aws-collector/devo-aws-collector/internal/ctxtime"
 )
 
 // extender keeps every message in flight invisible: when half of its
@@ -47,17 +49,7 @@ func (x *extender) remove(handle string) {
 }
 
 func (x *extender) run(ctx context.Context) {
-	vis := x.vis
-	t := time.NewTicker(max(vis/8, 250*time.Millisecond))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			x.renewDue(ctx)
-		}
-	}
+	ctxtime.Every(ctx, max(x.vis/8, 250*time.Millisecond), func() { x.renewDue(ctx) })
 }
 
 // renewDue renews every message whose renewal time has come.

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/devo-aws-collector/devo-aws-collector/internal/ctxtime"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 )
 
@@ -272,7 +273,7 @@ func (d *durable) followJournal(ctx context.Context) {
 		if err != nil {
 			d.log.Error("sending the write-ahead journal failed; retrying", "err", err)
 		}
-		if !wait(ctx, time.Second) {
+		if !ctxtime.Sleep(ctx, time.Second) {
 			return
 		}
 	}

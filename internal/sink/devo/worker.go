@@ -9,6 +9,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 
+	"github.com/devo-aws-collector/devo-aws-collector/internal/ctxtime"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 )
 
@@ -315,7 +316,7 @@ func (w *worker) connect(ctx context.Context, now time.Time) error {
 	}
 	for {
 		if w.delay > 0 {
-			if !wait(ctx, w.delay) {
+			if !ctxtime.Sleep(ctx, w.delay) {
 				return nil
 			}
 			w.delay = 0

@@ -12,6 +12,7 @@ import (
 	"github.com/devo-aws-collector/devo-aws-collector/internal/lease/leasetest"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pullengine"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/source/apisource"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/stats"
 )
@@ -32,12 +33,14 @@ func TestTrailRunsUnderItsLease(t *testing.T) {
 	}
 	svc := loadService(t, fmt.Sprintf("        start_time: %q\n        gap_until_now_in_minutes: 1\n", start.Format(time.RFC3339)))
 	src, err := New(Options{
-		Service: svc, Region: "us-east-1", InputName: "aws",
+		Common: apisource.Common{
+			Service: svc, Region: "us-east-1", InputName: "aws",
+			AccountID: func(context.Context) (string, error) { return "123456789012", nil },
+			Store:     store,
+			Leases:    leases,
+			Log:       slog.New(slog.NewTextHandler(&h.log, nil)),
+		},
 		NewClient:   h.source(svc).o.NewClient,
-		AccountID:   func(context.Context) (string, error) { return "123456789012", nil },
-		Store:       store,
-		Leases:      leases,
-		Log:         slog.New(slog.NewTextHandler(&h.log, nil)),
 		QuotaPeriod: time.Millisecond,
 		Tune: func(c *pullengine.Config) {
 			c.Period, c.Grace = 20*time.Millisecond, 100*time.Millisecond

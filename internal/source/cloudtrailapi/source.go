@@ -24,6 +24,7 @@ import (
 	"github.com/devo-aws-collector/devo-aws-collector/internal/lease"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pullengine"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/source/apisource"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/stats"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/tag"
@@ -56,30 +57,16 @@ type Client interface {
 	LookupEvents(ctx context.Context, in *cloudtrail.LookupEventsInput, optFns ...func(*cloudtrail.Options)) (*cloudtrail.LookupEventsOutput, error)
 }
 
-// Options build a Source. Service, NewClient, AccountID and Store are
-// required.
+// Options build a Source. Common's Service, AccountID and Store, and
+// NewClient are required. The stream leased (Common.Leases) is the
+// region's trail.
 type Options struct {
-	Service   *config.Service
-	Region    string // the region pulled, and the tag's {region_id}
-	InputName string
+	apisource.Common
 	// NewClient returns the region's CloudTrail client with apiOption added
 	// to its APIOptions: the shared LookupEvents limiter and call counters.
 	NewClient func(apiOption func(*cloudtrail.Options)) Client
-	// AccountID returns the session's account, for {account_id} and the
-	// limiter shared per account and region; called once per Run until it
-	// succeeds.
-	AccountID   func(ctx context.Context) (string, error)
-	Environment string
-	Store       state.Store
-	// Leases runs the stream while this collector holds its lease, named
-	// by its checkpoint key; nil is lease.Solo (always held).
-	Leases lease.Holder
 
-	Log      *slog.Logger             // the unit's logger; nil discards
-	Stats    *stats.Unit              // may be nil
-	Registry *stats.Registry          // may be nil: API and stream counters then go nowhere
-	Now      func() time.Time         // [time.Now]
-	Tune     func(*pullengine.Config) // tests shorten backoffs with it
+	Tune func(*pullengine.Config) // tests shorten backoffs with it
 	// QuotaPeriod overrides the second of the LookupEvents quota (tests
 	// shorten it); zero means one second.
 	QuotaPeriod time.Duration
@@ -103,41 +90,20 @@ type Source struct {
 
 // New checks o and returns a Source.
 func New(o Options) (*Source, error) {
-	var errs []error
-	if o.Service == nil {
-		errs = append(errs, errors.New("cloudtrailapi: nil Service"))
-	}
+	var noClient error
 	if o.NewClient == nil {
-		errs = append(errs, errors.New("cloudtrailapi: nil NewClient"))
+		noClient = errors.New("cloudtrailapi: nil NewClient")
 	}
-	if o.AccountID == nil {
-		errs = append(errs, errors.New("cloudtrailapi: nil AccountID"))
-	}
-	if o.Store == nil {
-		errs = append(errs, errors.New("cloudtrailapi: nil Store"))
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := o.Check("cloudtrailapi", noClient); err != nil {
 		return nil, err
 	}
 	s := &Source{o: o, leases: o.Leases, svc: o.Service, log: o.Log, now: o.Now}
-	if s.leases == nil {
-		s.leases = lease.Solo{}
+	var err error
+	if s.origin, err = o.Origin(time.RFC3339Nano); err != nil {
+		return nil, err
 	}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
-	}
-	if s.now == nil {
-		s.now = time.Now
-	}
-	if o.Service.StartTime != "" {
-		t, err := time.Parse(time.RFC3339Nano, o.Service.StartTime)
-		if err != nil {
-			return nil, fmt.Errorf("start_time %q: %w", o.Service.StartTime, err)
-		}
-		s.origin = t
-	}
-	if _, err := tag.Compile(o.Service.TagTemplate); err != nil {
-		return nil, fmt.Errorf("tag template: %w", err)
+	if err := o.CheckTag(); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

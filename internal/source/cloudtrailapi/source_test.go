@@ -21,6 +21,7 @@ import (
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pullengine"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/source/apisource"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/stats"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/syncbuf"
@@ -110,7 +111,14 @@ type harness struct {
 func (h *harness) source(svc *config.Service) *Source {
 	h.t.Helper()
 	src, err := New(Options{
-		Service: svc, Region: "us-east-1", InputName: "aws",
+		Common: apisource.Common{
+			Service: svc, Region: "us-east-1", InputName: "aws",
+			AccountID: func(context.Context) (string, error) { return "123456789012", nil },
+			Store:     h.store,
+			Now:       h.now,
+			Log:       slog.New(slog.NewTextHandler(&h.log, nil)),
+			Registry:  h.reg,
+		},
 		NewClient: func(opt func(*cloudtrail.Options)) Client {
 			return cloudtrail.New(cloudtrail.Options{
 				Region: "us-east-1", BaseEndpoint: aws.String(h.ct.URL),
@@ -118,11 +126,6 @@ func (h *harness) source(svc *config.Service) *Source {
 				RetryMaxAttempts: h.sdkAttempts,
 			}, opt)
 		},
-		AccountID:   func(context.Context) (string, error) { return "123456789012", nil },
-		Store:       h.store,
-		Now:         h.now,
-		Log:         slog.New(slog.NewTextHandler(&h.log, nil)),
-		Registry:    h.reg,
 		QuotaPeriod: time.Millisecond,
 		Tune: func(c *pullengine.Config) {
 			c.RetryBase, c.RetryMax = time.Millisecond, 10*time.Millisecond

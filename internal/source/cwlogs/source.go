@@ -29,10 +29,12 @@ import (
 	cwltypes "github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs/types"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/ctxtime"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/format/jsonpay"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/lease"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pullengine"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/source/apisource"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/stats"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/tag"
@@ -78,39 +80,26 @@ type Client interface {
 	FilterLogEvents(ctx context.Context, in *cloudwatchlogs.FilterLogEventsInput, optFns ...func(*cloudwatchlogs.Options)) (*cloudwatchlogs.FilterLogEventsOutput, error)
 }
 
-// Options build a Source. Service, NewClient, AccountID and Store are
-// required.
+// Options build a Source. Common's Service, AccountID and Store, and
+// NewClient are required. Common.Leases runs each group's stream while
+// this collector holds its lease, named by the group's checkpoint key; the
+// groups are listed in every collector, only the pulling is leased.
 type Options struct {
-	Service   *config.Service
-	Region    string
-	InputName string
+	apisource.Common
 	// NewClient returns the region's CloudWatch Logs client with apiOption
 	// added to its APIOptions: the shared limiter and the call counters of
 	// one operation. It is called once per operation.
 	NewClient func(apiOption func(*cloudwatchlogs.Options)) Client
-	// AccountID returns the session's account, for {account_id} and the
-	// limiter shared per account and region.
-	AccountID   func(ctx context.Context) (string, error)
-	Environment string
-	Store       state.Store
 	// RequestsPerSecond is the input's requests_per_second: every
 	// CloudWatch Logs request of the account and region, all groups and
 	// services together, keeps to it. Below 1 it means one request every
 	// 1/RequestsPerSecond seconds; a fraction above 1 is rounded down.
 	RequestsPerSecond float64
-	// Leases runs each group's stream while this collector holds its
-	// lease, named by the group's checkpoint key; nil is lease.Solo. The
-	// groups are listed in every collector; only the pulling is leased.
-	Leases lease.Holder
 
 	// Overlap, Safety and GroupRefresh override the defaults when > 0.
 	Overlap, Safety, GroupRefresh time.Duration
 
-	Log      *slog.Logger             // the unit's logger; nil discards
-	Stats    *stats.Unit              // may be nil
-	Registry *stats.Registry          // may be nil
-	Now      func() time.Time         // [time.Now]
-	Tune     func(*pullengine.Config) // tests shorten backoffs with it
+	Tune func(*pullengine.Config) // tests shorten backoffs with it
 }
 
 // Source is one custom logs unit. It implements pipeline.Source.
@@ -138,37 +127,18 @@ type Source struct {
 
 // New checks o and returns a Source.
 func New(o Options) (*Source, error) {
-	var errs []error
-	if o.Service == nil {
-		errs = append(errs, errors.New("cwlogs: nil Service"))
-	}
+	var noClient error
 	if o.NewClient == nil {
-		errs = append(errs, errors.New("cwlogs: nil NewClient"))
+		noClient = errors.New("cwlogs: nil NewClient")
 	}
-	if o.AccountID == nil {
-		errs = append(errs, errors.New("cwlogs: nil AccountID"))
-	}
-	if o.Store == nil {
-		errs = append(errs, errors.New("cwlogs: nil Store"))
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := o.Check("cwlogs", noClient); err != nil {
 		return nil, err
 	}
 	if o.Service.LogGroup == "" {
 		return nil, errors.New("cwlogs: empty log_group")
 	}
-	s := &Source{o: o, svc: o.Service, log: o.Log, now: o.Now, groups: map[string]*group{}, describePage: describeLimit,
-		overlap: DefaultOverlap, safety: DefaultSafety, groupRefresh: DefaultGroupRefresh}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
-	}
-	if s.now == nil {
-		s.now = time.Now
-	}
-	s.leases = o.Leases
-	if s.leases == nil {
-		s.leases = lease.Solo{}
-	}
+	s := &Source{o: o, svc: o.Service, log: o.Log, now: o.Now, leases: o.Leases, groups: map[string]*group{},
+		describePage: describeLimit, overlap: DefaultOverlap, safety: DefaultSafety, groupRefresh: DefaultGroupRefresh}
 	if o.Overlap > 0 {
 		s.overlap = o.Overlap
 	}
@@ -178,15 +148,13 @@ func New(o Options) (*Source, error) {
 	if o.GroupRefresh > 0 {
 		s.groupRefresh = o.GroupRefresh
 	}
-	if o.Service.StartTime != "" {
-		t, err := time.Parse(time.RFC3339Nano, o.Service.StartTime)
-		if err != nil {
-			return nil, fmt.Errorf("start_time %q: %w", o.Service.StartTime, err)
-		}
-		s.origin = t.Truncate(time.Millisecond)
+	origin, err := o.Origin(time.RFC3339Nano)
+	if err != nil {
+		return nil, err
 	}
-	if _, err := tag.Compile(o.Service.TagTemplate); err != nil {
-		return nil, fmt.Errorf("tag template: %w", err)
+	s.origin = origin.Truncate(time.Millisecond)
+	if err := o.CheckTag(); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -307,12 +275,8 @@ func (s *Source) Run(ctx context.Context, out pipeline.Emitter) error {
 		}
 		// A named group is not listed again, but a stopped engine is
 		// started again after the same period.
-		t := time.NewTimer(s.groupRefresh)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !ctxtime.Sleep(ctx, s.groupRefresh) {
 			return nil
-		case <-t.C:
 		}
 	}
 }

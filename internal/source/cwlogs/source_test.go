@@ -23,6 +23,7 @@ import (
 	"github.com/devo-aws-collector/devo-aws-collector/internal/lease"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pullengine"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/source/apisource"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/stats"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/syncbuf"
@@ -123,24 +124,26 @@ type harness struct {
 func (h *harness) source(svc *config.Service, rps float64) *Source {
 	h.t.Helper()
 	src, err := New(Options{
-		Service: svc, Region: "us-east-1", InputName: "aws",
+		Common: apisource.Common{
+			Service: svc, Region: "us-east-1", InputName: "aws",
+			// The limiter is shared process-wide per account: each test
+			// has its own account.
+			AccountID: func(context.Context) (string, error) { return h.account, nil },
+			Store:     h.store,
+			Leases:    h.leases,
+			Log:       slog.New(slog.NewTextHandler(&h.log, nil)),
+			Registry:  stats.NewRegistry(),
+		},
 		NewClient: func(opt func(*cloudwatchlogs.Options)) Client {
 			return cloudwatchlogs.New(cloudwatchlogs.Options{
 				Region: "us-east-1", BaseEndpoint: aws.String(h.logs.URL),
 				Credentials: credentials.NewStaticCredentialsProvider("AKIDTEST", "s", ""),
 			}, opt)
 		},
-		// The limiter is shared process-wide per account: each test has
-		// its own account.
-		AccountID:         func(context.Context) (string, error) { return h.account, nil },
-		Store:             h.store,
-		Leases:            h.leases,
 		RequestsPerSecond: rps,
 		Overlap:           4 * time.Second,
 		Safety:            300 * time.Millisecond,
 		GroupRefresh:      300 * time.Millisecond,
-		Log:               slog.New(slog.NewTextHandler(&h.log, nil)),
-		Registry:          stats.NewRegistry(),
 		Tune: func(c *pullengine.Config) {
 			c.Period = 300 * time.Millisecond
 			if h.period > 0 {

@@ -14,6 +14,7 @@ import (
 	"github.com/devo-aws-collector/devo-aws-collector/internal/lease/leasetest"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pullengine"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/source/apisource"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
 )
 
@@ -34,17 +35,19 @@ func TestMetricsRunUnderTheirLease(t *testing.T) {
 	leases := leasetest.New()
 	store := leasetest.NewStore(state.NewMemory(), leases)
 	src, err := New(Options{
-		Service: svc, Region: "us-east-1", InputName: "aws",
+		Common: apisource.Common{
+			Service: svc, Region: "us-east-1", InputName: "aws",
+			AccountID: func(context.Context) (string, error) { return "123456789012", nil },
+			Store:     store,
+			Leases:    leases,
+			Now:       h.now,
+			Log:       slog.New(slog.NewTextHandler(&h.log, nil)),
+		},
 		Client: cloudwatch.New(cloudwatch.Options{
 			Region: "us-east-1", BaseEndpoint: aws.String(h.cw.URL),
 			Credentials: credentials.NewStaticCredentialsProvider("AKIDTEST", "s", ""),
 		}),
-		AccountID: func(context.Context) (string, error) { return "123456789012", nil },
-		Store:     store,
-		Leases:    leases,
-		Now:       h.now,
-		Log:       slog.New(slog.NewTextHandler(&h.log, nil)),
-		Tune:      func(c *pullengine.Config) { c.Grace = 100 * time.Millisecond },
+		Tune: func(c *pullengine.Config) { c.Grace = 100 * time.Millisecond },
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -33,6 +33,7 @@ import (
 	"github.com/devo-aws-collector/devo-aws-collector/internal/lease"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pullengine"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/source/apisource"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/stats"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/tag"
@@ -92,29 +93,16 @@ type Client interface {
 	GetMetricData(ctx context.Context, in *cloudwatch.GetMetricDataInput, optFns ...func(*cloudwatch.Options)) (*cloudwatch.GetMetricDataOutput, error)
 }
 
-// Options build a Source. Service, Client, AccountID and Store are
-// required.
+// Options build a Source. Common's Service, AccountID and Store, and
+// Client are required. Common.Region is also the events' region; the
+// stream leased (Common.Leases) is the service's metrics in that region.
 type Options struct {
-	Service   *config.Service
-	Region    string // the region pulled, the tag's {region_id} and the events' region
-	InputName string
+	apisource.Common
 	// Client is the region's CloudWatch client; requests_per_second pacing
 	// is the session's.
 	Client Client
-	// AccountID returns the session's account, for {account_id}; called
-	// once per Run until it succeeds.
-	AccountID   func(ctx context.Context) (string, error)
-	Environment string
-	Store       state.Store
-	// Leases runs the stream while this collector holds its lease, named
-	// by its checkpoint key; nil is lease.Solo (always held).
-	Leases lease.Holder
 
-	Log      *slog.Logger             // the unit's logger; nil discards
-	Stats    *stats.Unit              // may be nil
-	Registry *stats.Registry          // may be nil: API and stream counters then go nowhere
-	Now      func() time.Time         // [time.Now]
-	Tune     func(*pullengine.Config) // tests shorten backoffs with it
+	Tune func(*pullengine.Config) // tests shorten backoffs with it
 }
 
 // Source is one metrics unit. It implements pipeline.Source.
@@ -137,47 +125,26 @@ type Source struct {
 
 // New checks o and returns a Source.
 func New(o Options) (*Source, error) {
-	var errs []error
-	if o.Service == nil {
-		errs = append(errs, errors.New("cwmetrics: nil Service"))
-	}
+	var noClient error
 	if o.Client == nil {
-		errs = append(errs, errors.New("cwmetrics: nil Client"))
+		noClient = errors.New("cwmetrics: nil Client")
 	}
-	if o.AccountID == nil {
-		errs = append(errs, errors.New("cwmetrics: nil AccountID"))
-	}
-	if o.Store == nil {
-		errs = append(errs, errors.New("cwmetrics: nil Store"))
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := o.Check("cwmetrics", noClient); err != nil {
 		return nil, err
 	}
 	s := &Source{o: o, leases: o.Leases, svc: o.Service, log: o.Log, now: o.Now, period: o.Service.RequestPeriod, delay: PublishDelay}
-	if s.leases == nil {
-		s.leases = lease.Solo{}
-	}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
-	}
-	if s.now == nil {
-		s.now = time.Now
-	}
 	if s.period < time.Second || s.period%time.Second != 0 {
 		return nil, fmt.Errorf("cwmetrics: period %v is not a whole number of seconds", s.period)
 	}
 	if len(s.svc.MetricNamespaces) == 0 || len(s.svc.MetricStatistics) == 0 {
 		return nil, errors.New("cwmetrics: no namespaces or no statistics")
 	}
-	if st := s.svc.StartTime; st != "" {
-		t, err := time.Parse(StartTimeLayout, st)
-		if err != nil {
-			return nil, fmt.Errorf("start_time %q: %w", st, err)
-		}
-		s.origin = t
+	var err error
+	if s.origin, err = o.Origin(StartTimeLayout); err != nil {
+		return nil, err
 	}
-	if _, err := tag.Compile(s.svc.TagTemplate); err != nil {
-		return nil, fmt.Errorf("tag template: %w", err)
+	if err := o.CheckTag(); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pullengine"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/source/apisource"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/stats"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/syncbuf"
@@ -152,13 +153,15 @@ func (h *harness) source(svc *config.Service) *Source {
 		RetryMaxAttempts: h.sdkAttempts,
 	})
 	src, err := New(Options{
-		Service: svc, Region: "us-east-1", InputName: "aws",
-		Client:    client,
-		AccountID: func(context.Context) (string, error) { return "123456789012", nil },
-		Store:     h.store,
-		Now:       h.now,
-		Log:       slog.New(slog.NewTextHandler(&h.log, nil)),
-		Registry:  h.reg,
+		Common: apisource.Common{
+			Service: svc, Region: "us-east-1", InputName: "aws",
+			AccountID: func(context.Context) (string, error) { return "123456789012", nil },
+			Store:     h.store,
+			Now:       h.now,
+			Log:       slog.New(slog.NewTextHandler(&h.log, nil)),
+			Registry:  h.reg,
+		},
+		Client: client,
 		Tune: func(c *pullengine.Config) {
 			c.RetryBase, c.RetryMax = time.Millisecond, 10*time.Millisecond
 		},

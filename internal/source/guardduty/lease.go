@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/devo-aws-collector/devo-aws-collector/internal/ctxtime"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pullengine"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/stats"
@@ -112,7 +113,7 @@ func (h *holders) hold(lctx context.Context, d *detector) error {
 		if !said {
 			d.log.Error("detector cursor not read, the detector is skipped", "err", err)
 		}
-		if !pullengine.Sleep(lctx, h.period) {
+		if !ctxtime.Sleep(lctx, h.period) {
 			return nil
 		}
 	}

@@ -37,6 +37,7 @@ import (
 	"github.com/devo-aws-collector/devo-aws-collector/internal/lease"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pullengine"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/source/apisource"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/stats"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/tag"
@@ -69,29 +70,15 @@ type Client interface {
 	GetFindings(ctx context.Context, in *guardduty.GetFindingsInput, optFns ...func(*guardduty.Options)) (*guardduty.GetFindingsOutput, error)
 }
 
-// Options build a Source. Service, Client, AccountID and Store are
-// required.
+// Options build a Source. Common's Service, AccountID and Store, and
+// Client are required. Common.Leases walks each detector while this
+// collector holds its lease, named by the detector's cursor key;
+// ListDetectors runs in every collector, only the walks are leased.
 type Options struct {
-	Service   *config.Service
-	Region    string // the region pulled, and the tag's {region_id}
-	InputName string
+	apisource.Common
 	// Client is the region's GuardDuty client; the session paces it with
 	// requests_per_second.
 	Client Client
-	// AccountID returns the session's account, for {account_id}; called
-	// once per Run until it succeeds.
-	AccountID   func(ctx context.Context) (string, error)
-	Environment string
-	Store       state.Store
-	// Leases walks each detector while this collector holds its lease,
-	// named by the detector's cursor key; nil is lease.Solo. ListDetectors
-	// runs in every collector; only the walks are leased.
-	Leases lease.Holder
-
-	Log      *slog.Logger     // the unit's logger; nil discards
-	Stats    *stats.Unit      // may be nil
-	Registry *stats.Registry  // may be nil
-	Now      func() time.Time // [time.Now]
 	// Settle overrides DefaultSettle when > 0.
 	Settle time.Duration
 }
@@ -147,45 +134,24 @@ type detector struct {
 
 // New checks o and returns a Source.
 func New(o Options) (*Source, error) {
-	var errs []error
-	if o.Service == nil {
-		errs = append(errs, errors.New("guardduty: nil Service"))
-	}
+	var noClient error
 	if o.Client == nil {
-		errs = append(errs, errors.New("guardduty: nil Client"))
+		noClient = errors.New("guardduty: nil Client")
 	}
-	if o.AccountID == nil {
-		errs = append(errs, errors.New("guardduty: nil AccountID"))
-	}
-	if o.Store == nil {
-		errs = append(errs, errors.New("guardduty: nil Store"))
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := o.Check("guardduty", noClient); err != nil {
 		return nil, err
 	}
 	s := &Source{o: o, svc: o.Service, log: o.Log, now: o.Now, settle: o.Settle, dets: map[string]*detector{},
 		leases: o.Leases, wake: make(chan struct{}, 1)}
-	if s.leases == nil {
-		s.leases = lease.Solo{}
-	}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
-	}
-	if s.now == nil {
-		s.now = time.Now
-	}
 	if s.settle <= 0 {
 		s.settle = DefaultSettle
 	}
-	if o.Service.StartTime != "" {
-		t, err := time.Parse(time.RFC3339Nano, o.Service.StartTime)
-		if err != nil {
-			return nil, fmt.Errorf("start_time %q: %w", o.Service.StartTime, err)
-		}
-		s.origin = t
+	var err error
+	if s.origin, err = o.Origin(time.RFC3339Nano); err != nil {
+		return nil, err
 	}
-	if _, err := tag.Compile(o.Service.TagTemplate); err != nil {
-		return nil, fmt.Errorf("tag template: %w", err)
+	if err := o.CheckTag(); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/devo-aws-collector/devo-aws-collector/internal/awstest"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/lease"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/source/apisource"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/pipetest"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/syncbuf"
@@ -71,12 +72,15 @@ func (h *harness) source(svc *config.Service) *Source {
 		Credentials: credentials.NewStaticCredentialsProvider("AKIDTEST", "s", ""),
 	})
 	src, err := New(Options{
-		Service: svc, Region: "us-east-1", InputName: "aws", Client: client,
-		AccountID: func(context.Context) (string, error) { return "123456789012", nil },
-		Store:     h.store,
-		Leases:    h.leases,
-		Log:       slog.New(slog.NewTextHandler(&h.log, nil)),
-		Settle:    time.Millisecond,
+		Common: apisource.Common{
+			Service: svc, Region: "us-east-1", InputName: "aws",
+			AccountID: func(context.Context) (string, error) { return "123456789012", nil },
+			Store:     h.store,
+			Leases:    h.leases,
+			Log:       slog.New(slog.NewTextHandler(&h.log, nil)),
+		},
+		Client: client,
+		Settle: time.Millisecond,
 	})
 	if err != nil {
 		h.t.Fatal(err)
