@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/lease"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/selflog"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
@@ -76,7 +77,7 @@ func Run(stop context.Context, cfg *config.Config, stdout, stderr io.Writer) err
 	// With globals.coordination, the API streams' checkpoints and leases
 	// live in the shared table; the local store stays open for a
 	// collector alone (and the spool and journal are per instance anyway).
-	var unitState state.Store = store
+	ck := checkpoints{Store: store, Leases: lease.Solo{}}
 	if cfg.Globals.Coordination != nil {
 		co, err := openCoordination(stop, cfg, reg, log)
 		if err != nil {
@@ -93,12 +94,12 @@ func Run(stop context.Context, cfg *config.Config, stdout, stderr io.Writer) err
 				log.Warn("leases not released, the other collectors take them when they expire", "err", err)
 			}
 		}()
-		unitState = shared{Store: co.Store(), leases: co}
+		ck = checkpoints{Store: co.Store(), Leases: co}
 		log.Info("coordination enabled", "table", cfg.Globals.Coordination.Table, "region", cfg.Globals.Coordination.Region,
 			"owner", co.Owner(), "lease_duration", co.LeaseDuration())
 	}
 
-	units, err := buildUnits(stop, cfg, unitState, reg, log)
+	units, err := buildUnits(stop, cfg, ck, reg, log)
 	if err != nil {
 		return err
 	}

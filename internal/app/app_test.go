@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/lease"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/stats"
@@ -56,7 +57,7 @@ func TestUnimplementedServiceKindFailsAtStart(t *testing.T) {
 	cfg := &config.Config{Inputs: []*config.Input{{Name: "aws", ID: "1", Enabled: true, Regions: []string{"us-east-1"},
 		Credentials: config.Credentials{Mode: config.CredKeys, AccessKey: "AKIAEXAMPLE", AccessSecret: "s"},
 		Services:    []*config.Service{{Name: "cwl_1", Custom: true, Kind: config.Logs, Regions: []string{"us-east-1"}}}}}}
-	_, err := buildUnits(context.Background(), cfg, state.NewMemory(), stats.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	_, err := buildUnits(context.Background(), cfg, checkpoints{Store: state.NewMemory(), Leases: lease.Solo{}}, stats.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err == nil || !strings.Contains(err.Error(), `service "cwl_1"`) || !strings.Contains(err.Error(), "does not implement") {
 		t.Fatalf("error %v, want one naming the service", err)
 	}

@@ -41,7 +41,7 @@ func TestCoordinationGivesEveryEnvTheSharedStore(t *testing.T) {
 	}
 	defer co.Close()
 
-	env, err := newEnv(ctx, cfg.Inputs[0], shared{Store: co.Store(), leases: co}, reg, log)
+	env, err := newEnv(ctx, cfg.Inputs[0], checkpoints{Store: co.Store(), Leases: co}, reg, log)
 	if err != nil {
 		t.Fatal(err)
 	}

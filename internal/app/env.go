@@ -60,26 +60,23 @@ func credMode(m config.CredMode) awsapi.Mode {
 	return awsapi.DefaultChain
 }
 
-// shared is the store handed to buildUnits when globals.coordination is
-// set: the coordinator's checkpoint store together with the coordinator
-// as the lease holder, so that every Env gets both.
-type shared struct {
-	state.Store
-	leases lease.Holder
+// checkpoints is where the API sources keep their checkpoints and which of
+// their streams this collector runs: the local store and lease.Solo for a
+// collector alone, the coordinator's store and the coordinator itself with
+// globals.coordination.
+type checkpoints struct {
+	Store  state.Store
+	Leases lease.Holder
 }
 
-func newEnv(ctx context.Context, in *config.Input, store state.Store, reg *stats.Registry, log *slog.Logger) (*Env, error) {
+func newEnv(ctx context.Context, in *config.Input, ck checkpoints, reg *stats.Registry, log *slog.Logger) (*Env, error) {
 	opts := sessionOptions(in, log.With("input", in.Name))
 	opts.OnAPICall = apiCallReporter(reg)
 	sess, err := awsapi.NewSession(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("input %s: AWS session: %w", in.Name, err)
 	}
-	env := &Env{Session: sess, State: store, Leases: lease.Solo{}}
-	if sh, ok := store.(shared); ok {
-		env.State, env.Leases = sh.Store, sh.leases
-	}
-	return env, nil
+	return &Env{Session: sess, State: ck.Store, Leases: ck.Leases}, nil
 }
 
 // coordinationSession is the AWS session of the coordination table: the

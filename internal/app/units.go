@@ -8,7 +8,6 @@ import (
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
-	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/stats"
 )
 
@@ -43,14 +42,14 @@ func unitCounters(reg *stats.Registry, name string) *stats.Unit {
 	return reg.Unit(name[:first], name[first+1:last], name[last+1:])
 }
 
-func buildUnits(ctx context.Context, cfg *config.Config, store state.Store, reg *stats.Registry, log *slog.Logger) ([]pipeline.Unit, error) {
+func buildUnits(ctx context.Context, cfg *config.Config, ck checkpoints, reg *stats.Registry, log *slog.Logger) ([]pipeline.Unit, error) {
 	var units []pipeline.Unit
 	for _, in := range cfg.Inputs {
 		if !in.Enabled {
 			log.Info("input disabled", "input", in.Name)
 			continue
 		}
-		env, err := newEnv(ctx, in, store, reg, log)
+		env, err := newEnv(ctx, in, ck, reg, log)
 		if err != nil {
 			return nil, err
 		}
