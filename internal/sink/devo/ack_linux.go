@@ -2,24 +2,24 @@ package devo
 
 import (
 	"syscall"
-	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // unackedBytes is the number of bytes in the socket's send queue that the
 // peer has not acknowledged yet: SIOCOUTQ, which Linux answers for TCP with
-// write_seq − snd_una, sent or not. (SIOCOUTQ and TIOCOUTQ are the same
-// request number on Linux; package syscall names only the latter.)
+// write_seq − snd_una, sent or not.
 func unackedBytes(raw syscall.RawConn) (int64, error) {
-	var n int32
-	var errno syscall.Errno
+	var n int
+	var ioErr error
 	err := raw.Control(func(fd uintptr) {
-		_, _, errno = syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCOUTQ, uintptr(unsafe.Pointer(&n)))
+		n, ioErr = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ)
 	})
 	if err != nil {
 		return 0, err
 	}
-	if errno != 0 {
-		return 0, errno
+	if ioErr != nil {
+		return 0, ioErr
 	}
 	return int64(n), nil
 }
