@@ -3,25 +3,14 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"os"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/klauspost/compress/gzip"
-
-	"github.com/devo-aws-collector/devo-aws-collector/internal/awsapi/sdkhttp"
 )
 
 // refConfig is the reference pipeline's job, passed on its command line.
@@ -39,95 +28,31 @@ type refConfig struct {
 // There is no acknowledgement, no spool, no tagging beyond the event source:
 // it is a floor, not a product.
 func runReference(rc refConfig) error {
-	ctx := context.Background()
-	cfg := aws.Config{
-		Region:       "us-east-1",
-		Credentials:  credentials.NewStaticCredentialsProvider("BENCHACCESSKEY", "bench-secret", ""),
-		BaseEndpoint: aws.String(rc.Endpoint),
-		HTTPClient:   sdkhttp.Wrap(nil),
-	}
-	sqsc := sqs.NewFromConfig(cfg)
-	s3c := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true })
 	tlsCfg, err := clientTLS(rc)
 	if err != nil {
 		return err
 	}
-	var processed atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, rc.Workers)
-	for range rc.Workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := refWorker(ctx, rc, sqsc, s3c, tlsCfg, &processed); err != nil {
-				errs <- err
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	return <-errs
-}
-
-func clientTLS(rc refConfig) (*tls.Config, error) {
-	kp, err := tls.LoadX509KeyPair(rc.Cert, rc.Key)
-	if err != nil {
-		return nil, err
-	}
-	caPEM, err := os.ReadFile(rc.CA)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
-	return &tls.Config{Certificates: []tls.Certificate{kp}, RootCAs: pool, ServerName: "localhost"}, nil
-}
-
-type notification struct {
-	Records []struct {
-		S3 struct {
-			Bucket struct{ Name string }
-			Object struct{ Key string }
-		}
-	}
-}
-
-func refWorker(ctx context.Context, rc refConfig, sqsc *sqs.Client, s3c *s3.Client, tlsCfg *tls.Config, processed *atomic.Int64) error {
-	conn, err := tls.Dial("tcp", rc.Addr, tlsCfg)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	w := bufio.NewWriterSize(conn, 64<<10)
-	var zr *gzip.Reader
-	var body bytes.Buffer
-	var line []byte
-	for processed.Load() < int64(rc.Objects) {
-		out, err := sqsc.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &rc.Queue, MaxNumberOfMessages: 10, WaitTimeSeconds: 1, VisibilityTimeout: 60})
+	return drainQueue(rc, func() (objectHandler, func(), error) {
+		conn, err := tls.Dial("tcp", rc.Addr, tlsCfg)
 		if err != nil {
-			return fmt.Errorf("receive: %w", err)
+			return nil, nil, err
 		}
-		for _, m := range out.Messages {
-			var n notification
-			if err := json.Unmarshal([]byte(aws.ToString(m.Body)), &n); err != nil || len(n.Records) == 0 {
-				return fmt.Errorf("notification %q: %v", aws.ToString(m.Body), err)
-			}
-			obj, err := s3c.GetObject(ctx, &s3.GetObjectInput{Bucket: &n.Records[0].S3.Bucket.Name, Key: &n.Records[0].S3.Object.Key})
-			if err != nil {
-				return fmt.Errorf("get object: %w", err)
-			}
+		w := bufio.NewWriterSize(conn, 64<<10)
+		var zr *gzip.Reader
+		var body bytes.Buffer
+		var line []byte
+		handle := func(obj io.Reader) error {
+			var err error
 			if zr == nil {
-				zr, err = gzip.NewReader(obj.Body)
+				zr, err = gzip.NewReader(obj)
 			} else {
-				err = zr.Reset(obj.Body)
+				err = zr.Reset(obj)
 			}
 			if err != nil {
 				return err
 			}
 			body.Reset()
-			_, err = body.ReadFrom(zr)
-			obj.Body.Close()
-			if err != nil {
+			if _, err := body.ReadFrom(zr); err != nil {
 				return err
 			}
 			now := time.Now().Format(time.Stamp)
@@ -152,16 +77,33 @@ func refWorker(ctx context.Context, rc refConfig, sqsc *sqs.Client, s3c *s3.Clie
 			if err != nil {
 				return err
 			}
-			if err := w.Flush(); err != nil {
-				return err
-			}
-			if _, err := sqsc.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: &rc.Queue, ReceiptHandle: m.ReceiptHandle}); err != nil {
-				return fmt.Errorf("delete: %w", err)
-			}
-			processed.Add(1)
+			return w.Flush()
+		}
+		return handle, func() { conn.Close() }, nil
+	})
+}
+
+func clientTLS(rc refConfig) (*tls.Config, error) {
+	kp, err := tls.LoadX509KeyPair(rc.Cert, rc.Key)
+	if err != nil {
+		return nil, err
+	}
+	caPEM, err := os.ReadFile(rc.CA)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	return &tls.Config{Certificates: []tls.Certificate{kp}, RootCAs: pool, ServerName: "localhost"}, nil
+}
+
+type notification struct {
+	Records []struct {
+		S3 struct {
+			Bucket struct{ Name string }
+			Object struct{ Key string }
 		}
 	}
-	return nil
 }
 
 // splitRecords calls f with each element of the top-level "Records" array,
