@@ -180,7 +180,7 @@ func Open(ctx context.Context, c Config) (*Coordinator, error) {
 	co.wg.Add(2)
 	go co.renewLoop()
 	go co.balanceLoop()
-	co.log.Info("coordination started", "lease_duration", c.LeaseDuration)
+	// app logs "coordination enabled" with the table, owner and lease duration.
 	return co, nil
 }
 

@@ -124,10 +124,13 @@ func (c *Coordinator) ensureTable(ctx context.Context) error {
 			},
 		})
 		var inUse *types.ResourceInUseException
-		if err != nil && !errors.As(err, &inUse) { // another collector created it first
+		switch {
+		case errors.As(err, &inUse): // another collector created it first
+		case err != nil:
 			return fmt.Errorf("coordination: create table %s: %w", c.table, err)
+		default:
+			c.log.Info("coordination table created") // the logger carries the table
 		}
-		c.log.Info("coordination table created", "table", c.table)
 	default:
 		return fmt.Errorf("coordination: describe table %s: %w", c.table, err)
 	}
