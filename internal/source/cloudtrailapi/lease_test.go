@@ -10,11 +10,11 @@ import (
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/awstest"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/lease/leasetest"
-	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pullengine"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/source/apisource"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/stats"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/pipetest"
 )
 
 // The region's trail is pulled only while its lease is held: nothing before
@@ -51,12 +51,10 @@ func TestTrailRunsUnderItsLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := state.Key{Input: "aws", Service: "audit-events-all", Region: "us-east-1", Sub: StreamName}
-	q := pipeline.NewQueue(1000, 64<<20)
-	p := pipeline.New(slog.New(slog.DiscardHandler), pipeline.Options{}, []*pipeline.Output{{Name: "o", Queue: q}}, nil)
+	sk := pipetest.NewRecorder()
+	p := pipetest.Emitter(t, sk)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sk := &sink{}
-	go sk.run(ctx, q)
 	done := make(chan error, 1)
 	go func() { done <- src.Run(ctx, p) }()
 
@@ -97,7 +95,7 @@ func TestTrailRunsUnderItsLease(t *testing.T) {
 	// checkpoint, and the regained lease resumes from it.
 	h.ct.AddEvents(awstest.LookupEvent{EventID: "late", EventSource: "s3.amazonaws.com", EventName: "Call", EventTime: lost.Add(time.Second)})
 	leases.Grant(key)
-	if !leases.Wait(10*time.Second, func() bool { return sk.ids(t)["late"] == 1 }) {
+	if !leases.Wait(10*time.Second, func() bool { return ids(t, sk)["late"] == 1 }) {
 		t.Fatalf("the event after the checkpoint never arrived\n%s", h.log.String())
 	}
 	for _, c := range h.ct.Calls()[calls:] {
@@ -109,7 +107,7 @@ func TestTrailRunsUnderItsLease(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	got := sk.ids(t)
+	got := ids(t, sk)
 	for i := range 100 {
 		if n := got[fmt.Sprint("e-", i)]; n != 1 {
 			t.Errorf("e-%d arrived %d times", i, n)

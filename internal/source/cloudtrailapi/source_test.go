@@ -1,15 +1,11 @@
 package cloudtrailapi
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,80 +15,35 @@ import (
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/awstest"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
-	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pullengine"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/source/apisource"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/stats"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/pipetest"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/svcconfig"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/syncbuf"
 )
 
+// loadService loads the audit-events-all service with body (its YAML
+// lines after the types line, indented by 8 spaces).
 func loadService(t *testing.T, body string) *config.Service {
 	t.Helper()
-	yaml := `globals:
-  persistence: {type: filesystem, config: {directory_name: state}}
-outputs:
-  console_1: {type: console}
-inputs:
-  aws:
-    id: "1"
-    regions: [us-east-1]
-    credentials: {access_key: AKIAEXAMPLEKEY000001, access_secret: "s"}
-    services:
-      audit-events-all:
-        types: [audits_api]
-` + body
-	path := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	c, err := config.Load(path)
-	if err != nil {
-		t.Fatalf("load config: %v\n%s", err, yaml)
-	}
-	return c.Inputs[0].Services[0]
+	return svcconfig.Load(t, "audit-events-all", "        types: [audits_api]\n"+body, "")
 }
 
-// sink delivers every event and records tag and payload.
-type sink struct {
-	mu  sync.Mutex
-	got []delivered
-}
-
-type delivered struct {
-	Tag     string
-	Payload []byte
-}
-
-func (s *sink) run(ctx context.Context, q *pipeline.Queue) {
-	buf := make([]*pipeline.Event, 0, 64)
-	for {
-		evs, err := q.Get(ctx, buf[:0], 64)
-		if err != nil {
-			return
-		}
-		for _, ev := range evs {
-			s.mu.Lock()
-			s.got = append(s.got, delivered{Tag: ev.Tag, Payload: bytes.Clone(ev.Payload)})
-			s.mu.Unlock()
-			q.Settle(ev, pipeline.Delivered)
-		}
-	}
-}
-
-func (s *sink) ids(t *testing.T) map[string]int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// ids counts the delivered events per eventID; it fails t on a payload
+// without a pulling id.
+func ids(t *testing.T, rec *pipetest.Recorder) map[string]int {
 	out := map[string]int{}
-	for _, ev := range s.got {
-		var rec struct {
+	for _, p := range rec.Payloads() {
+		var ev struct {
 			EventID string `json:"eventID"`
 			Pulling string `json:"@devo_pulling_id"`
 		}
-		if err := json.Unmarshal(ev.Payload, &rec); err != nil || rec.Pulling == "" {
-			t.Fatalf("payload %q: %v (pulling id %q)", ev.Payload, err, rec.Pulling)
+		if err := json.Unmarshal([]byte(p), &ev); err != nil || ev.Pulling == "" {
+			t.Fatalf("payload %q: %v (pulling id %q)", p, err, ev.Pulling)
 		}
-		out[rec.EventID]++
+		out[ev.EventID]++
 	}
 	return out
 }
@@ -138,13 +89,11 @@ func (h *harness) source(svc *config.Service) *Source {
 }
 
 // run runs src until the checkpoint reaches until, then stops it.
-func (h *harness) run(src *Source, until time.Time) *sink {
+func (h *harness) run(src *Source, until time.Time) *pipetest.Recorder {
 	h.t.Helper()
-	q := pipeline.NewQueue(1000, 64<<20)
-	p := pipeline.New(slog.New(slog.DiscardHandler), pipeline.Options{}, []*pipeline.Output{{Name: "o", Queue: q}}, nil)
+	rec := pipetest.NewRecorder()
+	p := pipetest.Emitter(h.t, rec)
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &sink{}
-	go s.run(ctx, q)
 	done := make(chan error, 1)
 	go func() { done <- src.Run(ctx, p) }()
 	key := state.Key{Input: "aws", Service: "audit-events-all", Region: "us-east-1", Sub: StreamName}
@@ -167,7 +116,7 @@ func (h *harness) run(src *Source, until time.Time) *sink {
 	if err := <-done; err != nil {
 		h.t.Fatal(err)
 	}
-	return s
+	return rec
 }
 
 // Three days in slots of 24 hours: events on the slot edges arrive once,
@@ -229,7 +178,7 @@ func TestSlotsEdgesFiltersAndRestart(t *testing.T) {
 	}
 
 	sk := h.run(h.source(svc), horizon.Add(-time.Minute))
-	got := sk.ids(t)
+	got := ids(t, sk)
 	for id := range want {
 		if got[id] != 1 {
 			t.Errorf("%s arrived %d times, want 1", id, got[id])
@@ -240,15 +189,15 @@ func TestSlotsEdgesFiltersAndRestart(t *testing.T) {
 			t.Errorf("%s arrived %d times, want none", id, n)
 		}
 	}
-	for _, ev := range sk.got {
+	for _, ev := range sk.Delivered() {
 		var rec struct{ EventSource string }
-		_ = json.Unmarshal(ev.Payload, &rec)
+		_ = json.Unmarshal([]byte(ev.Payload), &rec)
 		name := strings.TrimSuffix(rec.EventSource, ".amazonaws.com")
 		if wantTag := "cloud.aws.cloudtrail." + name + ".123456789012.us-east-1.1"; ev.Tag != wantTag {
 			t.Errorf("tag %q, want %q", ev.Tag, wantTag)
 			break
 		}
-		if !bytes.HasPrefix(ev.Payload, []byte(`{"awsRegion":"us-east-1",`)) || !bytes.Contains(ev.Payload, []byte(`,"recipientAccountId":"123456789012","@devo_pulling_id":"`)) {
+		if !strings.HasPrefix(ev.Payload, `{"awsRegion":"us-east-1",`) || !strings.Contains(ev.Payload, `,"recipientAccountId":"123456789012","@devo_pulling_id":"`) {
 			t.Errorf("payload %q", ev.Payload)
 			break
 		}
@@ -290,7 +239,7 @@ func TestSlotsEdgesFiltersAndRestart(t *testing.T) {
 	h.ct.AddEvents(awstest.LookupEvent{EventID: "late", EventSource: "s3.amazonaws.com", EventName: "Call", EventTime: cp.End.Add(time.Second)})
 	h.now = func() time.Time { return time.Now().Add(2 * time.Minute) }
 	sk2 := h.run(h.source(svc), cp.End.Add(time.Minute))
-	if got := sk2.ids(t); len(got) != 1 || got["late"] != 1 {
+	if got := ids(t, sk2); len(got) != 1 || got["late"] != 1 {
 		t.Errorf("after the restart: %v, want only the late event", got)
 	}
 	for _, c := range h.ct.Calls()[before:] {
@@ -329,7 +278,7 @@ func TestThrottlingIsRetriedWithBackoff(t *testing.T) {
 	h.ct.ThrottleEvery(2) // every other request, paging included
 	svc := loadService(t, fmt.Sprintf("        start_time: %q\n", start.Format(time.RFC3339)))
 	sk := h.run(h.source(svc), now.Add(-16*time.Minute))
-	got := sk.ids(t)
+	got := ids(t, sk)
 	for i := range 120 {
 		if got[fmt.Sprint("t-", i)] != 1 {
 			t.Fatalf("t-%d arrived %d times", i, got[fmt.Sprint("t-", i)])

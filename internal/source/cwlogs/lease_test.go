@@ -11,6 +11,7 @@ import (
 	"github.com/devo-aws-collector/devo-aws-collector/internal/lease/leasetest"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pullengine"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/pipetest"
 )
 
 // Every group is listed, but only a group whose lease is held is pulled:
@@ -44,9 +45,9 @@ func TestGroupsRunUnderTheirLeases(t *testing.T) {
 		}
 		return n, last
 	}
-	delivered := func(s *sink, g string) int {
+	delivered := func(s *pipetest.Recorder, g string) int {
 		n := 0
-		for id, k := range s.ids(t) {
+		for id, k := range ids(t, s) {
 			if strings.HasPrefix(id, g+"-") {
 				n += k
 			}
@@ -57,7 +58,7 @@ func TestGroupsRunUnderTheirLeases(t *testing.T) {
 	leases.Grant(key("/a"))
 	leases.Grant(key("/b"))
 	s, stop := h.start(h.source(svc, 50))
-	waitFor(t, 10*time.Second, "the held groups' events", func() bool { return delivered(s, "/a") == 20 && delivered(s, "/b") == 20 })
+	pipetest.WaitFor(t, 10*time.Second, "the held groups' events", func() bool { return delivered(s, "/a") == 20 && delivered(s, "/b") == 20 })
 	if !leases.Wait(5*time.Second, func() bool { return len(leases.Streams()) == 3 }) {
 		t.Fatalf("leases registered: %v, want the three groups", leases.Streams())
 	}
@@ -92,7 +93,7 @@ func TestGroupsRunUnderTheirLeases(t *testing.T) {
 	// /a regained from its checkpoint, /c granted for the first time.
 	leases.Grant(key("/a"))
 	leases.Grant(key("/c"))
-	waitFor(t, 10*time.Second, "the late event and /c", func() bool { return s.ids(t)["/a-late"] == 1 && delivered(s, "/c") == 20 })
+	pipetest.WaitFor(t, 10*time.Second, "the late event and /c", func() bool { return ids(t, s)["/a-late"] == 1 && delivered(s, "/c") == 20 })
 	seen := 0
 	for _, c := range h.logs.Calls() {
 		in, ok := c.Input.(*awstest.FilterLogEventsRequest)
@@ -110,7 +111,7 @@ func TestGroupsRunUnderTheirLeases(t *testing.T) {
 		break
 	}
 	stop()
-	got := s.ids(t)
+	got := ids(t, s)
 	for id := range want {
 		if got[id] != 1 {
 			t.Errorf("%s delivered %d times", id, got[id])

@@ -1,13 +1,10 @@
 package cwlogs
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -21,65 +18,20 @@ import (
 	"github.com/devo-aws-collector/devo-aws-collector/internal/awstest"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/config"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/lease"
-	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pullengine"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/source/apisource"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/stats"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/pipetest"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/svcconfig"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/syncbuf"
 )
 
+// loadService loads the cwl_1 service with body (its YAML mapping,
+// indented by 8 spaces).
 func loadService(t *testing.T, body string) *config.Service {
 	t.Helper()
-	yaml := `globals:
-  persistence: {type: filesystem, config: {directory_name: state}}
-outputs:
-  console_1: {type: console}
-inputs:
-  aws:
-    id: "1"
-    regions: [us-east-1]
-    requests_per_second: 20
-    credentials: {access_key: AKIAEXAMPLEKEY000001, access_secret: "s"}
-    services:
-      cwl_1:
-` + body
-	path := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	c, err := config.Load(path)
-	if err != nil {
-		t.Fatalf("load config: %v\n%s", err, yaml)
-	}
-	return c.Inputs[0].Services[0]
-}
-
-// sink delivers every event and records tag and payload.
-type sink struct {
-	mu  sync.Mutex
-	got []delivered
-}
-
-type delivered struct {
-	Tag     string
-	Payload []byte
-}
-
-func (s *sink) run(ctx context.Context, q *pipeline.Queue) {
-	buf := make([]*pipeline.Event, 0, 256)
-	for {
-		evs, err := q.Get(ctx, buf[:0], 256)
-		if err != nil {
-			return
-		}
-		for _, ev := range evs {
-			s.mu.Lock()
-			s.got = append(s.got, delivered{Tag: ev.Tag, Payload: bytes.Clone(ev.Payload)})
-			s.mu.Unlock()
-			q.Settle(ev, pipeline.Delivered)
-		}
-	}
+	return svcconfig.Load(t, "cwl_1", body, "")
 }
 
 type payload struct {
@@ -93,14 +45,12 @@ type payload struct {
 }
 
 // ids counts deliveries per eventId, checking each payload and tag.
-func (s *sink) ids(t *testing.T) map[string]int {
+func ids(t *testing.T, rec *pipetest.Recorder) map[string]int {
 	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	out := map[string]int{}
-	for _, ev := range s.got {
+	for _, ev := range rec.Delivered() {
 		var p payload
-		if err := json.Unmarshal(ev.Payload, &p); err != nil || p.Pulling == "" || p.LogGroupName == "" || p.EventID == "" {
+		if err := json.Unmarshal([]byte(ev.Payload), &p); err != nil || p.Pulling == "" || p.LogGroupName == "" || p.EventID == "" {
 			t.Fatalf("payload %q: %v", ev.Payload, err)
 		}
 		if !strings.HasPrefix(ev.Tag, "cloud.aws.cloudwatch.logs.") || !strings.HasSuffix(ev.Tag, ".us-east-1.1") {
@@ -159,12 +109,10 @@ func (h *harness) source(svc *config.Service, rps float64) *Source {
 }
 
 // start runs src until the returned stop is called.
-func (h *harness) start(src *Source) (*sink, func()) {
-	q := pipeline.NewQueue(10000, 64<<20)
-	p := pipeline.New(slog.New(slog.DiscardHandler), pipeline.Options{}, []*pipeline.Output{{Name: "o", Queue: q}}, nil)
+func (h *harness) start(src *Source) (*pipetest.Recorder, func()) {
+	s := pipetest.NewRecorder()
+	p := pipetest.Emitter(h.t, s)
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &sink{}
-	go s.run(ctx, q)
 	done := make(chan error, 1)
 	go func() { done <- src.Run(ctx, p) }()
 	return s, func() {
@@ -172,17 +120,6 @@ func (h *harness) start(src *Source) (*sink, func()) {
 		if err := <-done; err != nil {
 			h.t.Fatal(err)
 		}
-	}
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -241,8 +178,8 @@ func TestLateEventsOnceOptimizedFirstRunAndRestart(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	waitFor(t, 30*time.Second, "every event", func() bool {
-		got := s.ids(t)
+	pipetest.WaitFor(t, 30*time.Second, "every event", func() bool {
+		got := ids(t, s)
 		for id := range want {
 			if got[id] == 0 {
 				return false
@@ -253,7 +190,7 @@ func TestLateEventsOnceOptimizedFirstRunAndRestart(t *testing.T) {
 	// Two more overlaps' worth of cycles, so a repeat would show.
 	time.Sleep(5 * time.Second)
 	stop()
-	got := s.ids(t)
+	got := ids(t, s)
 	for id, n := range got {
 		if !want[id] {
 			t.Errorf("%s delivered (before start_time, or unknown)", id)
@@ -301,7 +238,7 @@ func TestLateEventsOnceOptimizedFirstRunAndRestart(t *testing.T) {
 	add("/app", "busy-1", time.Now().Truncate(time.Millisecond), time.Time{}, true)
 	h2 := &harness{t: t, account: h.account, logs: h.logs, store: h.store}
 	s2, stop2 := h2.start(h2.source(svc, 20))
-	waitFor(t, 10*time.Second, "the event written before the restart", func() bool { return len(s2.ids(t)) >= 1 })
+	pipetest.WaitFor(t, 10*time.Second, "the event written before the restart", func() bool { return len(ids(t, s2)) >= 1 })
 	stop2()
 	for _, c := range h.logs.Calls()[before:] {
 		if in, ok := c.Input.(*awstest.FilterLogEventsRequest); ok && in.LogGroupName == "/app" {
@@ -314,7 +251,7 @@ func TestLateEventsOnceOptimizedFirstRunAndRestart(t *testing.T) {
 			break
 		}
 	}
-	for id, n := range s2.ids(t) {
+	for id, n := range ids(t, s2) {
 		if got[id] > 0 || n > 1 {
 			t.Errorf("%s delivered again after the restart", id)
 		}
@@ -369,7 +306,7 @@ func TestServicesShareTheLimiter(t *testing.T) {
 		l.AddEvents(g, awstest.LogEvent{Stream: "s", Timestamp: time.Now().Add(-time.Minute), Message: g})
 	}
 	start := time.Now().UTC().Add(-time.Hour).Format(time.RFC3339)
-	var sinks []*sink
+	var sinks []*pipetest.Recorder
 	var stops []func()
 	for _, lg := range []string{"/", "/b/*"} {
 		// One cycle each in the test's time.
@@ -380,8 +317,8 @@ func TestServicesShareTheLimiter(t *testing.T) {
 		s, stop := h.start(src)
 		sinks, stops = append(sinks, s), append(stops, stop)
 	}
-	waitFor(t, 60*time.Second, "every group read by both services", func() bool {
-		return len(sinks[0].ids(t)) == 12 && len(sinks[1].ids(t)) == 6
+	pipetest.WaitFor(t, 60*time.Second, "every group read by both services", func() bool {
+		return len(ids(t, sinks[0])) == 12 && len(ids(t, sinks[1])) == 6
 	})
 	for _, stop := range stops {
 		stop()
@@ -407,7 +344,7 @@ func TestFutureStartTime(t *testing.T) {
 	s, stop := h.start(h.source(svc, 20))
 	time.Sleep(1500 * time.Millisecond)
 	stop()
-	if n := len(s.ids(t)); n != 0 {
+	if n := len(ids(t, s)); n != 0 {
 		t.Errorf("%d events before start_time delivered", n)
 	}
 	for _, c := range h.logs.Calls() {
@@ -429,7 +366,7 @@ func TestDeletedGroupDoesNotStopTheOthers(t *testing.T) {
 	s, stop := h.start(h.source(svc, 20))
 	// Delete the group only once it is followed: deleted before its first
 	// read, it is simply not listed again, and nothing has to stop.
-	waitFor(t, 10*time.Second, "a first read of /gone", func() bool {
+	pipetest.WaitFor(t, 10*time.Second, "a first read of /gone", func() bool {
 		for _, c := range h.logs.Calls() {
 			if in, ok := c.Input.(*awstest.FilterLogEventsRequest); ok && in.LogGroupName == "/gone" {
 				return true
@@ -438,11 +375,11 @@ func TestDeletedGroupDoesNotStopTheOthers(t *testing.T) {
 		return false
 	})
 	h.logs.DeleteGroup("/gone")
-	waitFor(t, 10*time.Second, "the deleted group reported", func() bool {
+	pipetest.WaitFor(t, 10*time.Second, "the deleted group reported", func() bool {
 		return strings.Contains(h.log.String(), "log group pull stopped")
 	})
 	h.logs.AddEvents("/keep", awstest.LogEvent{Stream: "s", Timestamp: time.Now(), EventID: "after", Message: "after"})
-	waitFor(t, 10*time.Second, "the other group's event", func() bool { return s.ids(t)["after"] == 1 })
+	pipetest.WaitFor(t, 10*time.Second, "the other group's event", func() bool { return ids(t, s)["after"] == 1 })
 	stop()
 	if !strings.Contains(h.log.String(), "log_group=/gone") || !strings.Contains(h.log.String(), "ResourceNotFoundException") {
 		t.Errorf("the ERROR does not name the group and the error:\n%s", h.log.String())

@@ -12,10 +12,10 @@ import (
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/awstest"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/lease/leasetest"
-	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pullengine"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/source/apisource"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/pipetest"
 )
 
 // The namespace set is pulled only while its lease is held; revoked, it
@@ -53,12 +53,10 @@ func TestMetricsRunUnderTheirLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := state.Key{Input: "aws", Service: "metrics-all", Region: "us-east-1", Sub: StreamName}
-	q := pipeline.NewQueue(1000, 64<<20)
-	p := pipeline.New(slog.New(slog.DiscardHandler), pipeline.Options{}, []*pipeline.Output{{Name: "o", Queue: q}}, nil)
+	sk := pipetest.NewRecorder()
+	p := pipetest.Emitter(t, sk)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sk := &sink{}
-	go sk.run(ctx, q)
 	done := make(chan error, 1)
 	go func() { done <- src.Run(ctx, p) }()
 	checkpoint := func() time.Time {
@@ -102,7 +100,7 @@ func TestMetricsRunUnderTheirLease(t *testing.T) {
 		}
 	}
 	seen := map[string]int{}
-	for _, ev := range sk.events(t) {
+	for _, ev := range events(t, sk) {
 		seen[ev.Dimensions[0].Value+"@"+ev.Timestamp]++
 	}
 	for k, n := range seen {

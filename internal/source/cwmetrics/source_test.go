@@ -1,14 +1,11 @@
 package cwmetrics
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -25,60 +22,16 @@ import (
 	"github.com/devo-aws-collector/devo-aws-collector/internal/source/apisource"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/stats"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/pipetest"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/svcconfig"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/syncbuf"
 )
 
+// loadService loads the metrics-all service with body (its YAML lines
+// after the types line, indented by 8 spaces).
 func loadService(t *testing.T, body string) *config.Service {
 	t.Helper()
-	yaml := `globals:
-  persistence: {type: filesystem, config: {directory_name: state}}
-outputs:
-  console_1: {type: console}
-inputs:
-  aws:
-    id: "1"
-    regions: [us-east-1]
-    credentials: {access_key: AKIAEXAMPLEKEY000001, access_secret: "s"}
-    services:
-      metrics-all:
-        types: [metrics]
-` + body
-	path := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	c, err := config.Load(path)
-	if err != nil {
-		t.Fatalf("load config: %v\n%s", err, yaml)
-	}
-	return c.Inputs[0].Services[0]
-}
-
-// sink delivers every event and records its tag and payload.
-type sink struct {
-	mu  sync.Mutex
-	got []delivered
-}
-
-type delivered struct {
-	Tag     string
-	Payload []byte
-}
-
-func (s *sink) run(ctx context.Context, q *pipeline.Queue) {
-	buf := make([]*pipeline.Event, 0, 64)
-	for {
-		evs, err := q.Get(ctx, buf[:0], 64)
-		if err != nil {
-			return
-		}
-		for _, ev := range evs {
-			s.mu.Lock()
-			s.got = append(s.got, delivered{Tag: ev.Tag, Payload: bytes.Clone(ev.Payload)})
-			s.mu.Unlock()
-			q.Settle(ev, pipeline.Delivered)
-		}
-	}
+	return svcconfig.Load(t, "metrics-all", "        types: [metrics]\n"+body, "")
 }
 
 // event is an emitted event, decoded.
@@ -94,14 +47,15 @@ type event struct {
 	Pulling    string              `json:"@devo_pulling_id"`
 }
 
-func (s *sink) events(t *testing.T) []event {
+// events decodes the delivered events in delivery order, checking each
+// tag.
+func events(t *testing.T, rec *pipetest.Recorder) []event {
 	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]event, 0, len(s.got))
-	for _, d := range s.got {
+	got := rec.Delivered()
+	out := make([]event, 0, len(got))
+	for _, d := range got {
 		var ev event
-		if err := json.Unmarshal(d.Payload, &ev); err != nil {
+		if err := json.Unmarshal([]byte(d.Payload), &ev); err != nil {
 			t.Fatalf("payload %q: %v", d.Payload, err)
 		}
 		if d.Tag != "cloud.aws.cloudwatch.metrics.123456789012.us-east-1.1" {
@@ -173,13 +127,11 @@ func (h *harness) source(svc *config.Service) *Source {
 }
 
 // run runs src until the checkpoint reaches until, then stops it.
-func (h *harness) run(src *Source, until time.Time) *sink {
+func (h *harness) run(src *Source, until time.Time) *pipetest.Recorder {
 	h.t.Helper()
-	q := pipeline.NewQueue(1000, 64<<20)
-	p := pipeline.New(slog.New(slog.DiscardHandler), pipeline.Options{}, []*pipeline.Output{{Name: "o", Queue: q}}, nil)
+	rec := pipetest.NewRecorder()
+	p := pipetest.Emitter(h.t, rec)
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &sink{}
-	go s.run(ctx, q)
 	done := make(chan error, 1)
 	go func() { done <- src.Run(ctx, p) }()
 	key := state.Key{Input: "aws", Service: src.svc.Name, Region: "us-east-1", Sub: StreamName}
@@ -205,7 +157,7 @@ func (h *harness) run(src *Source, until time.Time) *sink {
 	if err := <-done; err != nil {
 		h.t.Fatal(err)
 	}
-	return s
+	return rec
 }
 
 // metric has a sample every 20 s over [from, to), valued by the metric
@@ -286,7 +238,7 @@ func TestBackfillLateDataAndListingCache(t *testing.T) {
 	// 1. The backfill: [14:39, 14:47), the last period that ended two
 	// minutes ago being 14:46.
 	s := h.run(src, T.Truncate(time.Minute).Add(-2*time.Minute))
-	check(s.events(t), time.Date(2024, 5, 31, 14, 39, 0, 0, time.UTC), time.Date(2024, 5, 31, 14, 47, 0, 0, time.UTC))
+	check(events(t, s), time.Date(2024, 5, 31, 14, 39, 0, 0, time.UTC), time.Date(2024, 5, 31, 14, 47, 0, 0, time.UTC))
 	if n := h.count("GetMetricData"); n != 2 {
 		t.Errorf("%d GetMetricData calls for 750 queries, want 2", n)
 	}
@@ -323,7 +275,7 @@ func TestBackfillLateDataAndListingCache(t *testing.T) {
 	// the cached listing.
 	h.set(time.Date(2024, 5, 31, 14, 51, 0, 500_000_000, time.UTC))
 	s = h.run(src, time.Date(2024, 5, 31, 14, 49, 0, 0, time.UTC))
-	check(s.events(t), time.Date(2024, 5, 31, 14, 47, 0, 0, time.UTC), time.Date(2024, 5, 31, 14, 49, 0, 0, time.UTC))
+	check(events(t, s), time.Date(2024, 5, 31, 14, 47, 0, 0, time.UTC), time.Date(2024, 5, 31, 14, 49, 0, 0, time.UTC))
 	if n := h.count("ListMetrics"); n != 2 {
 		t.Errorf("%d ListMetrics calls after a second cycle 3 minutes later, want still 2 (cached)", n)
 	}
@@ -334,7 +286,7 @@ func TestBackfillLateDataAndListingCache(t *testing.T) {
 	// 3. Past the refresh interval the namespaces are listed again.
 	h.set(T.Add(20 * time.Minute))
 	s = h.run(src, time.Date(2024, 5, 31, 15, 7, 0, 0, time.UTC))
-	check(s.events(t), time.Date(2024, 5, 31, 14, 49, 0, 0, time.UTC), time.Date(2024, 5, 31, 15, 7, 0, 0, time.UTC))
+	check(events(t, s), time.Date(2024, 5, 31, 14, 49, 0, 0, time.UTC), time.Date(2024, 5, 31, 15, 7, 0, 0, time.UTC))
 	if n := h.count("ListMetrics"); n != 4 {
 		t.Errorf("%d ListMetrics calls 20 minutes in, want 4 (listed again once)", n)
 	}
@@ -410,7 +362,7 @@ func TestPagingAndThrottling(t *testing.T) {
 `))
 	s := h.run(src, time.Date(2024, 5, 31, 14, 47, 0, 0, time.UTC))
 	seen := map[string]int{}
-	for _, ev := range s.events(t) {
+	for _, ev := range events(t, s) {
 		n := 0
 		fmt.Sscan(ev.Dimensions[0].Value, &n)
 		ts, _ := time.Parse(time.RFC3339, ev.Timestamp)
@@ -427,8 +379,8 @@ func TestPagingAndThrottling(t *testing.T) {
 			pages++
 		}
 	}
-	if len(seen) != 1200 || len(s.events(t)) != 1200 || pages == 0 || h.cw.Throttled() == 0 {
-		t.Fatalf("%d events, %d distinct, want 1200; %d follow-up pages, %d throttled", len(s.events(t)), len(seen), pages, h.cw.Throttled())
+	if len(seen) != 1200 || len(events(t, s)) != 1200 || pages == 0 || h.cw.Throttled() == 0 {
+		t.Fatalf("%d events, %d distinct, want 1200; %d follow-up pages, %d throttled", len(events(t, s)), len(seen), pages, h.cw.Throttled())
 	}
 }
 
@@ -448,38 +400,22 @@ func TestStopMidWindowRereadsOnlyThatWindow(t *testing.T) {
 	// The first process delivers 300 of the window's 1,000 events, then
 	// its output stalls and it is stopped.
 	src := h.source(svc)
-	q := pipeline.NewQueue(2000, 64<<20)
-	p := pipeline.New(slog.New(slog.DiscardHandler), pipeline.Options{}, []*pipeline.Output{{Name: "o", Queue: q}}, nil)
+	held := 0
+	stalled := &pipetest.Recorder{Hold: func(*pipeline.Event) bool { held++; return held > 300 }}
+	p := pipetest.Emitter(t, stalled)
 	ctx, cancel := context.WithCancel(context.Background())
-	first := map[string]int{}
-	got300 := make(chan struct{})
-	go func() {
-		n := 0
-		for n < 300 {
-			evs, err := q.Get(ctx, nil, 300-n)
-			if err != nil {
-				return
-			}
-			for _, ev := range evs {
-				var e event
-				_ = json.Unmarshal(ev.Payload, &e)
-				first[e.Dimensions[0].Value+"@"+e.Timestamp]++
-				q.Settle(ev, pipeline.Delivered)
-				n++
-			}
-		}
-		close(got300)
-	}()
 	done := make(chan error, 1)
 	go func() { done <- src.Run(ctx, p) }()
-	select {
-	case <-got300:
-	case <-time.After(30 * time.Second):
-		t.Fatal("300 events never delivered")
-	}
+	pipetest.WaitFor(t, 30*time.Second, "300 events delivered", func() bool { return stalled.Total() == 300 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+	first := map[string]int{}
+	for _, pl := range stalled.Payloads() {
+		var e event
+		_ = json.Unmarshal([]byte(pl), &e)
+		first[e.Dimensions[0].Value+"@"+e.Timestamp]++
 	}
 	key := state.Key{Input: "aws", Service: "metrics-all", Region: "us-east-1", Sub: StreamName}
 	if cp, ok, _ := pullengine.LoadCheckpoint(h.store, key); ok {
@@ -491,7 +427,7 @@ func TestStopMidWindowRereadsOnlyThatWindow(t *testing.T) {
 	h.set(T.Add(time.Minute))
 	s := h.run(h.source(svc), time.Date(2024, 5, 31, 14, 48, 0, 0, time.UTC))
 	second := map[string]int{}
-	for _, ev := range s.events(t) {
+	for _, ev := range events(t, s) {
 		second[ev.Dimensions[0].Value+"@"+ev.Timestamp]++
 	}
 	dups := 0
@@ -524,7 +460,7 @@ func TestFailedRefreshReusesListing(t *testing.T) {
 	h.set(T.Add(20 * time.Minute))
 	h.cw.ThrottleNext(pullengine.DefaultCallAttempts)
 	s := h.run(src, time.Date(2024, 5, 31, 15, 7, 0, 0, time.UTC))
-	if n := len(s.events(t)); n != 50*20 {
+	if n := len(events(t, s)); n != 50*20 {
 		t.Errorf("%d events after the failed refresh, want %d", n, 50*20)
 	}
 	if h.cw.Throttled() != pullengine.DefaultCallAttempts || !strings.Contains(h.log.String(), "metrics listing failed, reusing the previous one") {

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -23,32 +21,17 @@ import (
 	"github.com/devo-aws-collector/devo-aws-collector/internal/source/apisource"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/pipetest"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/svcconfig"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/syncbuf"
 )
 
+// loadService loads the aws-guardduty service with its defaults, its
+// request period shortened to 50 ms.
 func loadService(t *testing.T) *config.Service {
 	t.Helper()
-	yaml := `globals:
-  persistence: {type: filesystem, config: {directory_name: state}}
-outputs:
-  console_1: {type: console}
-inputs:
-  aws:
-    id: "1"
-    regions: [us-east-1]
-    credentials: {access_key: AKIAEXAMPLEKEY000001, access_secret: "s"}
-    services:
-      aws-guardduty: {}
-`
-	path := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	c, err := config.Load(path)
-	if err != nil {
-		t.Fatalf("load config: %v", err)
-	}
-	svc := c.Inputs[0].Services[0]
+	// An empty mapping: the service's key alone (null) is rejected as
+	// missing, as the binary does.
+	svc := svcconfig.Load(t, "aws-guardduty", "        {}\n", "")
 	svc.RequestPeriod = 50 * time.Millisecond
 	return svc
 }

@@ -15,6 +15,10 @@ import (
 // (body is its YAML mapping, indented by 8 spaces) and, when environment is
 // not empty, that inputs.aws.environment; it loads the file and returns the
 // service. It fails t when the configuration does not load.
+//
+// The input sets requests_per_second to 5, its default, so that a service
+// of a kind that makes the key mandatory (CloudWatch Logs) loads too while
+// every other service loads as it would without the key.
 func Load(t testing.TB, name, body, environment string) *config.Service {
 	t.Helper()
 	env := ""
@@ -23,7 +27,7 @@ func Load(t testing.TB, name, body, environment string) *config.Service {
 	}
 	src := "globals:\n  persistence: {type: filesystem, config: {directory_name: state}}\n" +
 		"outputs:\n  con: {type: console, config: {destination: standard, format: json}}\n" +
-		"inputs:\n  aws:\n    id: 1\n    enabled: true\n    regions: [us-east-1]\n" + env +
+		"inputs:\n  aws:\n    id: 1\n    enabled: true\n    regions: [us-east-1]\n    requests_per_second: 5\n" + env +
 		"    credentials: {access_key: AKIAEXAMPLEKEY000001, access_secret: test-secret}\n" +
 		"    services:\n      " + name + ":\n" + body
 	p := filepath.Join(t.TempDir(), "config.yaml")
