@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -21,16 +22,57 @@ var errServerData = errors.New("server sent unexpected data")
 // bytes written to it, so that a write can be matched with the peer's TCP
 // acknowledgement: the write's last byte is acknowledged once
 // written − unacknowledged has reached its offset.
+//
+// Under TLS it also gathers the records of one write: crypto/tls writes
+// every record (16 KiB at most, smaller ones after an idle spell) to its
+// connection on its own, so a 64 KiB buffer cost four or more system
+// calls, and as many loopback or NIC segments. Between hold and release
+// the records are kept and then written with one call.
 type sock struct {
 	*net.TCPConn
 	raw     syscall.RawConn // nil: the acknowledgement cannot be read here
 	written atomic.Int64    // the TLS layer's reader may write too (a key update)
+
+	mu      sync.Mutex // orders the TLS reader's rare writes with ours
+	holding bool
+	held    []byte
 }
 
 func (s *sock) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.holding {
+		s.held = append(s.held, b...)
+		return len(b), nil
+	}
+	return s.write(b)
+}
+
+func (s *sock) write(b []byte) (int, error) {
 	n, err := s.TCPConn.Write(b)
 	s.written.Add(int64(n))
 	return n, err
+}
+
+// hold keeps what is written from now on until release.
+func (s *sock) hold() {
+	s.mu.Lock()
+	s.holding = true
+	s.mu.Unlock()
+}
+
+// release writes what was kept since hold, in one call, and returns its
+// error: the layer above already returned success for those bytes.
+func (s *sock) release() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.holding = false
+	if len(s.held) == 0 {
+		return nil
+	}
+	_, err := s.write(s.held)
+	s.held = s.held[:0]
+	return err
 }
 
 // acked is how many of the bytes written the peer's TCP has acknowledged.
@@ -85,6 +127,7 @@ type conn struct {
 	readerDone chan struct{}
 	lastWrite  time.Time
 	tls13      bool // rejection of the client certificate comes after the handshake
+	gather     bool // TLS over sock: a write's records go out in one call (sock.hold)
 	settled    bool // at least one event settled on it
 	healthy    bool // passed the start-up probe
 }
@@ -162,6 +205,7 @@ func (s *Sender) dial(ctx context.Context, gz bool) (*conn, error) {
 	}
 	if tc, ok := nc.(*tls.Conn); ok {
 		c.tls13 = tc.ConnectionState().Version == tls.VersionTLS13
+		c.gather = c.sock != nil
 	}
 	c.lastWrite = c.start
 	// dead also ends with ctx, so a wait on it wakes for shutdown too.

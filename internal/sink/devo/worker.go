@@ -398,7 +398,16 @@ func (w *worker) flush() bool {
 		data = w.zbuf.Bytes()
 	}
 	_ = c.nc.SetWriteDeadline(time.Now().Add(w.s.opts.SendingTimeout))
-	if _, err := c.nc.Write(data); err != nil {
+	if c.gather {
+		c.sock.hold()
+	}
+	_, err := c.nc.Write(data)
+	if c.gather {
+		if rerr := c.sock.release(); err == nil {
+			err = rerr
+		}
+	}
+	if err != nil {
 		c.die(err)
 		return false
 	}
