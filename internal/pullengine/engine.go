@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -501,7 +502,7 @@ func (r *run) pullSlot(ctx context.Context, s *slot) error {
 		p.seen[h] = true
 	}
 	pullErr = e.c.Stream.Pull(ctx, p)
-	r.fin.pulled(s, p.edge)
+	r.fin.pulled(s, p.keptEdge())
 	fatal := false
 	if pullErr != nil {
 		b.Fail()
@@ -626,6 +627,17 @@ func (p *Pull) Seen(id string, t time.Time) bool {
 		p.edge = append(p.edge, h)
 	}
 	return false
+}
+
+// keptEdge is the pull's edge as the finalizer keeps it until the window is
+// passed: without the slack of append's growth (up to a quarter on large
+// slices), which a busy CloudWatch Logs group would otherwise keep in each of
+// up to MaxPending windows.
+func (p *Pull) keptEdge() []IDHash {
+	if cap(p.edge)-len(p.edge) > len(p.edge)/16 {
+		return slices.Clone(p.edge)
+	}
+	return p.edge
 }
 
 // Batch is the window's batch, for pipeline.NewEvent.
