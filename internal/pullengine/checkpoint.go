@@ -60,10 +60,15 @@ type checkpointJSON struct {
 
 // MarshalJSON writes cp in its stored form; see checkpointJSON.
 func (cp Checkpoint) MarshalJSON() ([]byte, error) {
-	return json.Marshal(checkpointJSON{
+	return json.Marshal(cp.stored())
+}
+
+// stored is cp in the form saved to the store.
+func (cp Checkpoint) stored() checkpointJSON {
+	return checkpointJSON{
 		Version: cp.Version, Origin: cp.Origin, End: cp.End,
 		EdgeHashes: joinHashes(cp.Edge), Saved: cp.Saved,
-	})
+	}
 }
 
 // UnmarshalJSON reads cp from its stored form, the edge from either field
@@ -102,7 +107,9 @@ func LoadCheckpoint(st state.Store, k state.Key) (cp Checkpoint, ok bool, err er
 
 func saveCheckpoint(st state.Store, k state.Key, cp Checkpoint) error {
 	cp.Version = checkpointVersion
-	b, err := json.Marshal(cp)
+	// The stored form directly: through MarshalJSON, encoding/json would
+	// copy and check the few MB of a busy group's edge once more.
+	b, err := json.Marshal(cp.stored())
 	if err != nil {
 		return err
 	}
