@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -495,12 +496,13 @@ func (r *run) pullSlot(ctx context.Context, s *slot) error {
 		r.fin.settle(s, ok)
 		e.ctrs.WindowsPending.Store(int64(r.fin.pending()))
 	})
-	p := &Pull{Window: s.w, Cycle: r.cycle, run: r, b: b, seen: map[string]bool{}}
-	for _, id := range r.fin.edgeBefore(s) {
-		p.seen[id] = true
+	prev := r.fin.edgeBefore(s)
+	p := &Pull{Window: s.w, Cycle: r.cycle, run: r, b: b, seen: make(map[IDHash]bool, len(prev))}
+	for _, h := range prev {
+		p.seen[h] = true
 	}
 	pullErr = e.c.Stream.Pull(ctx, p)
-	r.fin.pulled(s, p.edge)
+	r.fin.pulled(s, p.keptEdge())
 	fatal := false
 	if pullErr != nil {
 		b.Fail()
@@ -590,8 +592,8 @@ type Pull struct {
 
 	run  *run
 	b    *pipeline.Batch
-	seen map[string]bool // id → inherited from the previous window and not yet seen here
-	edge []string
+	seen map[IDHash]bool // id → inherited from the previous window and not yet seen here
+	edge []IDHash
 }
 
 // Seen reports whether the record id, of time t, was already handed on:
@@ -605,23 +607,37 @@ type Pull struct {
 // a source whose reads overlap the previous window by more than one window
 // (CloudWatch Logs re-reads a few minutes before each window) would
 // otherwise hand it on again two windows later.
+//
+// IDs are remembered by their HashID, never as strings: id is not retained.
 func (p *Pull) Seen(id string, t time.Time) bool {
+	h := HashID(id)
 	edge := !t.Before(p.Window.End.Add(-p.run.e.c.EdgeSpan))
-	if inherited, ok := p.seen[id]; ok {
+	if inherited, ok := p.seen[h]; ok {
 		if inherited {
-			p.seen[id] = false
+			p.seen[h] = false
 			if edge {
-				p.edge = append(p.edge, id)
+				p.edge = append(p.edge, h)
 			}
 		}
 		p.Cycle.AddDuplicated(1)
 		return true
 	}
-	p.seen[id] = false
+	p.seen[h] = false
 	if edge {
-		p.edge = append(p.edge, id)
+		p.edge = append(p.edge, h)
 	}
 	return false
+}
+
+// keptEdge is the pull's edge as the finalizer keeps it until the window is
+// passed: without the slack of append's growth (up to a quarter on large
+// slices), which a busy CloudWatch Logs group would otherwise keep in each of
+// up to MaxPending windows.
+func (p *Pull) keptEdge() []IDHash {
+	if cap(p.edge)-len(p.edge) > len(p.edge)/16 {
+		return slices.Clone(p.edge)
+	}
+	return p.edge
 }
 
 // Batch is the window's batch, for pipeline.NewEvent.

@@ -6,12 +6,12 @@ import (
 )
 
 // Mark is a point the checkpoint can stand on: every window ending at or
-// before End was delivered. Edge holds the IDs of the events seen in the
-// last EdgeSpan before End, so the window that starts at End (edges are
-// inclusive on both sides) does not emit them twice.
+// before End was delivered. Edge holds the hashes (HashID) of the IDs of the
+// events seen in the last EdgeSpan before End, so the window that starts at
+// End (edges are inclusive on both sides) does not emit them twice.
 type Mark struct {
 	End  time.Time
-	Edge []string
+	Edge []IDHash
 }
 
 // Slot states.
@@ -28,7 +28,7 @@ type slot struct {
 	// pulled is set once the pull finished; edge is then what the window
 	// saw in its last EdgeSpan.
 	pulled bool
-	edge   []string
+	edge   []IDHash
 	// tries counts failed attempts, for the re-pull backoff.
 	tries int
 }
@@ -71,7 +71,7 @@ func (f *finalizer) add(w Window) *slot {
 }
 
 // pulled records that s's pull finished and what it saw at its end edge.
-func (f *finalizer) pulled(s *slot, edge []string) {
+func (f *finalizer) pulled(s *slot, edge []IDHash) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s.pulled, s.edge = true, edge
@@ -138,7 +138,7 @@ func (f *finalizer) takeFailed() []*slot {
 // or the checkpoint's when s starts where it stands. It is nil when
 // unknown (the previous window has not been pulled), in which case nothing
 // is taken as a duplicate.
-func (f *finalizer) edgeBefore(s *slot) []string {
+func (f *finalizer) edgeBefore(s *slot) []IDHash {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i, t := range f.slots {

@@ -33,7 +33,7 @@ func finalizerRun(t *testing.T, seed uint64) {
 	)
 	endOf := func(i int) time.Time { return origin.Add(time.Duration(i+1) * time.Hour) }
 	var errs []string
-	f := newFinalizer(Mark{End: origin, Edge: []string{"base"}}, func(m Mark, passed int) {
+	f := newFinalizer(Mark{End: origin, Edge: []IDHash{HashID("base")}}, func(m Mark, passed int) {
 		// Called under the finalizer's lock, in order.
 		mu.Lock()
 		defer mu.Unlock()
@@ -46,7 +46,7 @@ func finalizerRun(t *testing.T, seed uint64) {
 				errs = append(errs, fmt.Sprintf("checkpoint at window %d passes window %d, not delivered", k, i))
 			}
 		}
-		if want := fmt.Sprint("edge-", k); len(m.Edge) != 1 || m.Edge[0] != want {
+		if want := fmt.Sprint("edge-", k); len(m.Edge) != 1 || m.Edge[0] != HashID(want) {
 			errs = append(errs, fmt.Sprintf("commit at %d carries edge %v, want [%s]", k, m.Edge, want))
 		}
 		commits = append(commits, m)
@@ -58,14 +58,14 @@ func finalizerRun(t *testing.T, seed uint64) {
 		slots[i] = f.add(w)
 	}
 	// The first window starts at the base: it dedups against the base edge.
-	if got := f.edgeBefore(slots[0]); !slices.Equal(got, []string{"base"}) {
+	if got := f.edgeBefore(slots[0]); !slices.Equal(got, []IDHash{HashID("base")}) {
 		t.Fatalf("edge before the first window = %v, want [base]", got)
 	}
 	inFlight := slices.Clone(slots)
 	for _, s := range slots {
-		f.pulled(s, []string{fmt.Sprint("edge-", s.w.Seq-1)})
+		f.pulled(s, []IDHash{HashID(fmt.Sprint("edge-", s.w.Seq-1))})
 	}
-	if got := f.edgeBefore(slots[1]); !slices.Equal(got, []string{"edge-0"}) {
+	if got := f.edgeBefore(slots[1]); !slices.Equal(got, []IDHash{HashID("edge-0")}) {
 		t.Fatalf("edge before window 1 = %v, want [edge-0]", got)
 	}
 
@@ -115,7 +115,7 @@ func finalizerRun(t *testing.T, seed uint64) {
 			mu.Lock()
 			delivered[s.w.Seq-1] = false
 			mu.Unlock()
-			f.pulled(s, []string{fmt.Sprint("edge-", s.w.Seq-1)})
+			f.pulled(s, []IDHash{HashID(fmt.Sprint("edge-", s.w.Seq-1))})
 		}
 		inFlight = append(rest, again...)
 		// Once the round has settled, the checkpoint stands exactly at the
@@ -137,7 +137,7 @@ func finalizerRun(t *testing.T, seed uint64) {
 	if f.pending() != 0 {
 		t.Fatalf("%d windows pending at the end", f.pending())
 	}
-	if got := commits[len(commits)-1].Edge; !slices.Equal(got, []string{fmt.Sprint("edge-", n-1)}) {
+	if got := commits[len(commits)-1].Edge; !slices.Equal(got, []IDHash{HashID(fmt.Sprint("edge-", n-1))}) {
 		t.Fatalf("final edge %v", got)
 	}
 }
