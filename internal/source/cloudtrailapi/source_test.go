@@ -239,8 +239,23 @@ func TestSlotsEdgesFiltersAndRestart(t *testing.T) {
 	h.ct.AddEvents(awstest.LookupEvent{EventID: "late", EventSource: "s3.amazonaws.com", EventName: "Call", EventTime: cp.End.Add(time.Second)})
 	h.now = func() time.Time { return time.Now().Add(2 * time.Minute) }
 	sk2 := h.run(h.source(svc), cp.End.Add(time.Minute))
-	if got := ids(t, sk2); len(got) != 1 || got["late"] != 1 {
-		t.Errorf("after the restart: %v, want only the late event", got)
+	// edge-3 lies on the last slot edge, at the full hour. When the test
+	// runs between :13 and :15 past the hour, the first run's horizon (15
+	// minutes back) stops short of it and the restart's, two minutes
+	// later, reaches it (seen once in a full suite run at 19:13). It may
+	// arrive after the restart only if it did not before; nothing else but
+	// the late event may.
+	got2 := ids(t, sk2)
+	for id, n := range got2 {
+		switch {
+		case got[id] > 0:
+			t.Errorf("after the restart %s arrived again (%d + %d times)", id, got[id], n)
+		case id != "late" && id != "edge-3":
+			t.Errorf("after the restart %s arrived %d times, want only the late event", id, n)
+		}
+	}
+	if got2["late"] != 1 {
+		t.Errorf("after the restart: %v, want the late event once", got2)
 	}
 	for _, c := range h.ct.Calls()[before:] {
 		in := c.Input.(*awstest.LookupEventsRequest)
