@@ -73,7 +73,7 @@ func TestCompleteExampleLoads(t *testing.T) {
 	if o.Chain != filepath.Join(base, "certs", "chain.crt") || o.Key != filepath.Join(base, "certs", "acme_corp.key") || o.Transport != "SSL" || o.Port != 443 {
 		t.Errorf("output %+v", o)
 	}
-	if o.SendingTimeout != 5*time.Second || o.ConnectingMaxWait != time.Minute || o.AckSettle != 250*time.Millisecond || o.SpoolMaxBytes != 1024<<20 || o.Hostname == "" || !o.WriteAhead {
+	if o.SendingTimeout != 5*time.Second || o.ConnectingMaxWait != time.Minute || o.AckSettle != 100*time.Millisecond || o.SpoolMaxBytes != 1024<<20 || o.Hostname == "" || !o.WriteAhead {
 		t.Errorf("output defaults %+v", o)
 	}
 	g := c.Globals

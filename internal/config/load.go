@@ -543,7 +543,7 @@ func (d *decoder) output(name string, v *value) *Output {
 	host, _ := os.Hostname()
 	o.Hostname = d.str(cfg, "hostname", cp, host)
 	o.HandshakeProbeTimeout = d.duration(cfg, "handshake_probe_timeout", cp, 2*time.Second)
-	o.AckSettle = d.duration(cfg, "ack_settle", cp, 250*time.Millisecond)
+	o.AckSettle = d.duration(cfg, "ack_settle", cp, 100*time.Millisecond)
 	o.InactivityTimeout = d.duration(cfg, "inactivity_timeout", cp, 30*time.Second)
 	o.MaxConnectionAge = d.duration(cfg, "max_connection_age", cp, time.Hour)
 	o.SpoolMaxBytes = int64(d.integer(cfg, "spool_max_size_in_mb", cp, 1024, 0, math.MaxInt32)) << 20

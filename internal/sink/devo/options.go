@@ -38,7 +38,7 @@ type Options struct {
 	// AckSettle: a write is delivered once the receiver's TCP has
 	// acknowledged its last byte and the connection is still alive this
 	// long after that acknowledgement was seen (without a readable
-	// acknowledgement, outside Linux: this long after the write) [250ms].
+	// acknowledgement, outside Linux: this long after the write) [100ms].
 	AckSettle time.Duration
 	// ProbeTimeout caps the start-up probe: a new connection is healthy
 	// once nothing was read for max(250 ms, 4 × its connect and handshake
@@ -93,7 +93,7 @@ func DefaultOptions() Options {
 		SendingTimeout:        5 * time.Second,
 		InactivityTimeout:     30 * time.Second,
 		MaxConnectionAge:      time.Hour,
-		AckSettle:             250 * time.Millisecond,
+		AckSettle:             100 * time.Millisecond,
 		ProbeTimeout:          2 * time.Second,
 		ConnectRetries:        5,
 		ConnectBackoffInitial: 2 * time.Second,
