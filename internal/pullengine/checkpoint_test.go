@@ -2,18 +2,15 @@ package pullengine
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"runtime"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/stats"
 )
@@ -157,29 +154,10 @@ func TestUpgradeFromLegacyCheckpointDeduplicates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := pipeline.NewQueue(64, 1<<20)
-	p := pipeline.New(slog.New(slog.DiscardHandler), pipeline.Options{}, []*pipeline.Output{{Name: "o", Queue: q}}, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	var delivered sync.Map
-	sinkDone := make(chan struct{})
-	go func() { defer close(sinkDone); randomSink(ctx, q, 3, 0, &delivered) }()
-	done := make(chan error, 1)
-	go func() { done <- eng.Run(ctx, p) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if cp, _, _ := LoadCheckpoint(store, key); cp.End.Equal(origin.Add(42 * time.Hour)) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("checkpoint never reached the end")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	cancel()
-	if err := <-done; err != nil {
+	delivered, err := runUntil(t, eng, store, key, origin.Add(42*time.Hour))
+	if err != nil {
 		t.Fatal(err)
 	}
-	<-sinkDone
 	if _, ok := delivered.Load("edge-40"); ok {
 		t.Errorf("edge-40, in the old checkpoint's edge, was sent again after the upgrade")
 	}

@@ -86,6 +86,37 @@ func (s *hourStream) CycleStarted(*stats.Cycle, time.Time, time.Time, int) {}
 func (s *hourStream) WindowPulled(*stats.Cycle, int)                       {}
 func (s *hourStream) CycleEnded(*stats.Cycle)                              {}
 
+// runUntil runs eng into a pipeline whose one output randomSink drains
+// (seed 3, no failures) until the checkpoint under key ends at end, then
+// stops both. It returns what the sink delivered (id → true) and Run's
+// error.
+func runUntil(t *testing.T, eng *Engine, store state.Store, key state.Key, end time.Time) (*sync.Map, error) {
+	t.Helper()
+	q := pipeline.NewQueue(64, 1<<20)
+	p := pipeline.New(slog.New(slog.DiscardHandler), pipeline.Options{}, []*pipeline.Output{{Name: "o", Queue: q}}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	delivered := new(sync.Map)
+	sinkDone := make(chan struct{})
+	go func() { defer close(sinkDone); randomSink(ctx, q, 3, 0, delivered) }()
+	done := make(chan error, 1)
+	go func() { done <- eng.Run(ctx, p) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if cp, ok, _ := LoadCheckpoint(store, key); ok && cp.End.Equal(end) {
+			break
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatal("checkpoint never reached the end")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	err := <-done
+	<-sinkDone
+	return delivered, err
+}
+
 // randomSink settles queued events in random order, failing some.
 func randomSink(ctx context.Context, q *pipeline.Queue, seed uint64, failPct int, delivered *sync.Map) {
 	rng := rand.New(rand.NewPCG(seed, 1))
@@ -397,27 +428,7 @@ func TestOverlappingReadsEmitOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := pipeline.NewQueue(64, 1<<20)
-	p := pipeline.New(slog.New(slog.DiscardHandler), pipeline.Options{}, []*pipeline.Output{{Name: "o", Queue: q}}, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	var delivered sync.Map
-	sinkDone := make(chan struct{})
-	go func() { defer close(sinkDone); randomSink(ctx, q, 3, 0, &delivered) }()
-	done := make(chan error, 1)
-	go func() { done <- eng.Run(ctx, p) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if cp, ok, _ := LoadCheckpoint(store, key); ok && cp.End.Equal(origin.Add(30*time.Minute)) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("checkpoint never reached the end")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	cancel()
-	<-done
-	<-sinkDone
+	runUntil(t, eng, store, key, origin.Add(30*time.Minute))
 	n := 0
 	st.emitted.Range(func(k, v any) bool {
 		n++

@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"io"
 	"net"
-	"os"
 	"testing"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/certs"
@@ -42,17 +40,7 @@ func TestSockGathersTLSRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	sk := &sock{TCPConn: raw.(*net.TCPConn)}
-	kp, err := tls.LoadX509KeyPair(c.ClientCert, c.ClientKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caPEM, err := os.ReadFile(c.CA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
-	tc := tls.Client(sk, &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{kp}, ServerName: "127.0.0.1"})
+	tc := tls.Client(sk, c.ClientTLS(t))
 	if err := tc.Handshake(); err != nil {
 		t.Fatal(err)
 	}

@@ -181,7 +181,23 @@ func writePEM(path, typ string, der []byte, mode os.FileMode) error {
 // when the files cannot be read.
 func (s *Set) ServerTLS(t testing.TB) *tls.Config {
 	t.Helper()
-	kp, err := tls.LoadX509KeyPair(s.ServerCert, s.ServerKey)
+	kp, pool := s.pair(t, s.ServerCert, s.ServerKey)
+	return &tls.Config{Certificates: []tls.Certificate{kp}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert}
+}
+
+// ClientTLS returns the TLS settings of the collector's side for this set:
+// it presents ClientCert and verifies the server (127.0.0.1) against CA.
+// It fails t when the files cannot be read.
+func (s *Set) ClientTLS(t testing.TB) *tls.Config {
+	t.Helper()
+	kp, pool := s.pair(t, s.ClientCert, s.ClientKey)
+	return &tls.Config{Certificates: []tls.Certificate{kp}, RootCAs: pool, ServerName: "127.0.0.1"}
+}
+
+// pair loads a certificate and key, and the set's CA as a pool.
+func (s *Set) pair(t testing.TB, cert, key string) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	kp, err := tls.LoadX509KeyPair(cert, key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,5 +209,5 @@ func (s *Set) ServerTLS(t testing.TB) *tls.Config {
 	if !pool.AppendCertsFromPEM(caPEM) {
 		t.Fatalf("no certificate in %s", s.CA)
 	}
-	return &tls.Config{Certificates: []tls.Certificate{kp}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert}
+	return kp, pool
 }
