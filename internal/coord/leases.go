@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/devo-aws-collector/devo-aws-collector/internal/ctxtime"
 )
 
 // validity is how long after the last successful renewal was sent this
@@ -16,16 +18,7 @@ func (c *Coordinator) validity() time.Duration { return c.dur * 5 / 6 }
 // renewLoop renews every held lease each third of the lease duration.
 func (c *Coordinator) renewLoop() {
 	defer c.wg.Done()
-	t := time.NewTicker(c.dur / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.loopCtx.Done():
-			return
-		case <-t.C:
-		}
-		c.renewAll()
-	}
+	ctxtime.Every(c.loopCtx, c.dur/3, c.renewAll)
 }
 
 func (c *Coordinator) renewAll() {

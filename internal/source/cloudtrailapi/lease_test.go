@@ -52,11 +52,7 @@ func TestTrailRunsUnderItsLease(t *testing.T) {
 	}
 	key := state.Key{Input: "aws", Service: "audit-events-all", Region: "us-east-1", Sub: StreamName}
 	sk := pipetest.NewRecorder()
-	p := pipetest.Emitter(t, sk)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- src.Run(ctx, p) }()
+	stop := pipetest.Start(t, sk, src)
 
 	checkpoint := func() time.Time {
 		cp, _, _ := pullengine.LoadCheckpoint(store, key)
@@ -103,10 +99,7 @@ func TestTrailRunsUnderItsLease(t *testing.T) {
 			t.Fatalf("after the regain a request starts at %v, before the checkpoint %v", in.StartTime, lost)
 		}
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 	got := ids(t, sk)
 	for i := range 100 {
 		if n := got[fmt.Sprint("e-", i)]; n != 1 {

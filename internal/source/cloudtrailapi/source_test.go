@@ -92,30 +92,10 @@ func (h *harness) source(svc *config.Service) *Source {
 func (h *harness) run(src *Source, until time.Time) *pipetest.Recorder {
 	h.t.Helper()
 	rec := pipetest.NewRecorder()
-	p := pipetest.Emitter(h.t, rec)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- src.Run(ctx, p) }()
+	stop := pipetest.Start(h.t, rec, src)
 	key := state.Key{Input: "aws", Service: "audit-events-all", Region: "us-east-1", Sub: StreamName}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		cp, ok, err := pullengine.LoadCheckpoint(h.store, key)
-		if err != nil {
-			h.t.Fatal(err)
-		}
-		if ok && !cp.End.Before(until) {
-			break
-		}
-		if time.Now().After(deadline) {
-			cancel()
-			h.t.Fatalf("checkpoint %v never reached %v\n%s", cp.End, until, h.log.String())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		h.t.Fatal(err)
-	}
+	pipetest.WaitCheckpoint(h.t, h.store, key, until, 30*time.Second, h.log.String)
+	stop()
 	return rec
 }
 

@@ -111,16 +111,7 @@ func (h *harness) source(svc *config.Service, rps float64) *Source {
 // start runs src until the returned stop is called.
 func (h *harness) start(src *Source) (*pipetest.Recorder, func()) {
 	s := pipetest.NewRecorder()
-	p := pipetest.Emitter(h.t, s)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- src.Run(ctx, p) }()
-	return s, func() {
-		cancel()
-		if err := <-done; err != nil {
-			h.t.Fatal(err)
-		}
-	}
+	return s, pipetest.Start(h.t, s, src)
 }
 
 // '/' over three groups (one empty, one created while running), with the

@@ -54,11 +54,7 @@ func TestMetricsRunUnderTheirLease(t *testing.T) {
 	}
 	key := state.Key{Input: "aws", Service: "metrics-all", Region: "us-east-1", Sub: StreamName}
 	sk := pipetest.NewRecorder()
-	p := pipetest.Emitter(t, sk)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- src.Run(ctx, p) }()
+	stop := pipetest.Start(t, sk, src)
 	checkpoint := func() time.Time {
 		cp, _, _ := pullengine.LoadCheckpoint(store, key)
 		return cp.End
@@ -90,10 +86,7 @@ func TestMetricsRunUnderTheirLease(t *testing.T) {
 	if !leases.Wait(10*time.Second, func() bool { return checkpoint().Equal(second) }) {
 		t.Fatalf("checkpoint %v after the regain, want %v\n%s", checkpoint(), second, h.log.String())
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 	for _, c := range h.cw.Calls()[calls:] {
 		if in, ok := c.Input.(*awstest.GetMetricDataRequest); ok && in.StartTime.Before(first) {
 			t.Fatalf("after the regain GetMetricData starts at %v, before the checkpoint %v", in.StartTime, first)

@@ -130,33 +130,12 @@ func (h *harness) source(svc *config.Service) *Source {
 func (h *harness) run(src *Source, until time.Time) *pipetest.Recorder {
 	h.t.Helper()
 	rec := pipetest.NewRecorder()
-	p := pipetest.Emitter(h.t, rec)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- src.Run(ctx, p) }()
+	stop := pipetest.Start(h.t, rec, src)
 	key := state.Key{Input: "aws", Service: src.svc.Name, Region: "us-east-1", Sub: StreamName}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		cp, ok, err := pullengine.LoadCheckpoint(h.store, key)
-		if err != nil {
-			h.t.Fatal(err)
-		}
-		if ok && !cp.End.Before(until) {
-			if cp.End.After(until) {
-				h.t.Fatalf("checkpoint %v went past %v", cp.End, until)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			cancel()
-			h.t.Fatalf("checkpoint %v never reached %v\n%s", cp.End, until, h.log.String())
-		}
-		time.Sleep(5 * time.Millisecond)
+	if end := pipetest.WaitCheckpoint(h.t, h.store, key, until, 30*time.Second, h.log.String); end.After(until) {
+		h.t.Fatalf("checkpoint %v went past %v", end, until)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		h.t.Fatal(err)
-	}
+	stop()
 	return rec
 }
 
@@ -402,15 +381,9 @@ func TestStopMidWindowRereadsOnlyThatWindow(t *testing.T) {
 	src := h.source(svc)
 	held := 0
 	stalled := &pipetest.Recorder{Hold: func(*pipeline.Event) bool { held++; return held > 300 }}
-	p := pipetest.Emitter(t, stalled)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- src.Run(ctx, p) }()
+	stop := pipetest.Start(t, stalled, src)
 	pipetest.WaitFor(t, 30*time.Second, "300 events delivered", func() bool { return stalled.Total() == 300 })
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 	first := map[string]int{}
 	for _, pl := range stalled.Payloads() {
 		var e event

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/devo-aws-collector/devo-aws-collector/internal/pipeline"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/pullengine"
+	"github.com/devo-aws-collector/devo-aws-collector/internal/state"
 )
 
 // Event is what the Recorder kept of one delivered event: copies, since an
@@ -242,5 +244,55 @@ func WaitFor(t testing.TB, limit time.Duration, what string, cond func() bool) {
 			t.Fatalf("timed out after %s waiting for %s", limit, what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Start runs src on its own goroutine with Emitter(t, rec) as its output.
+// The returned stop cancels it, waits for Run to return and fails t if it
+// returned an error; it runs at the end of the test too, so a test that
+// fails early does not leave src running. Calling it twice is safe.
+func Start(t testing.TB, rec *Recorder, src pipeline.Source) (stop func()) {
+	t.Helper()
+	p := Emitter(t, rec)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx, p) }()
+	var once sync.Once
+	stop = func() {
+		t.Helper()
+		cancel()
+		once.Do(func() {
+			if err := <-done; err != nil {
+				t.Errorf("source: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// WaitCheckpoint waits, at most limit, until the pull checkpoint saved
+// under key in st ends at or after until, and returns its end. Otherwise
+// it fails t, with log() after the message when log is not nil (the
+// source's log lines, say).
+func WaitCheckpoint(t testing.TB, st state.Store, key state.Key, until time.Time, limit time.Duration, log func() string) time.Time {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		cp, ok, err := pullengine.LoadCheckpoint(st, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok && !cp.End.Before(until) {
+			return cp.End
+		}
+		if time.Now().After(deadline) {
+			detail := ""
+			if log != nil {
+				detail = "\n" + log()
+			}
+			t.Fatalf("checkpoint %v never reached %v%s", cp.End, until, detail)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
