@@ -25,6 +25,10 @@ type holding struct {
 	// walked is set once a cycle has walked the detector under this
 	// holding; guarded by the detector's mu.
 	walked bool
+	// walks counts the walks under this holding in progress; a walk is
+	// added under the detector's mu while ctx is live, so once the holding
+	// has seen ctx end and taken mu, Wait waits for the last one.
+	walks sync.WaitGroup
 }
 
 // holding returns the detector's current holding, nil when this collector
@@ -131,9 +135,7 @@ func (h *holders) hold(lctx context.Context, d *detector) error {
 	d.cur = nil
 	d.mu.Unlock()
 	// The walk under this holding ends with lctx; wait for it.
-	d.walking.Lock()
-	//lint:ignore SA2001 an empty critical section: only the wait for the walk matters
-	d.walking.Unlock()
+	hd.walks.Wait()
 
 	if h.ctx.Err() == nil {
 		// The lease was lost: what settles later is the new owner's
@@ -148,14 +150,15 @@ func (h *holders) hold(lctx context.Context, d *detector) error {
 
 // walkHeld walks d under its holding hd: status, then findings.
 func (s *Source) walkHeld(out pipeline.Emitter, c *stats.Cycle, d *detector, hd *holding, upper time.Time) error {
-	d.walking.Lock()
-	defer d.walking.Unlock()
+	d.mu.Lock()
 	if err := hd.ctx.Err(); err != nil {
+		d.mu.Unlock()
 		return err
 	}
-	d.mu.Lock()
+	hd.walks.Add(1)
 	hd.walked = true
 	d.mu.Unlock()
+	defer hd.walks.Done()
 	s.checkStatus(hd.ctx, c, d)
 	return s.walk(hd.ctx, out, c, d, hd.led, upper)
 }

@@ -116,10 +116,6 @@ type detector struct {
 	failing, gone, suspended, noStatus bool
 	ctrs                               *stats.Stream
 
-	// walking is held by the cycle while it walks the detector, so that
-	// a holding that ends waits for its walk to stop.
-	walking sync.Mutex
-
 	mu sync.Mutex
 	// cur is the current holding of the detector's lease, nil while this
 	// collector does not hold it.
