@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/acceptloop"
 	"github.com/devo-aws-collector/devo-aws-collector/internal/testutil/certs"
 )
 
@@ -23,12 +24,13 @@ import (
 // that hangs does (or, seen from the sender, a network that drops every
 // packet). Later connections read normally.
 type stallReceiver struct {
-	t     *testing.T
-	ln    net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-	lines []string
-	wg    sync.WaitGroup
+	t      *testing.T
+	ln     net.Listener
+	mu     sync.Mutex
+	conns  []net.Conn
+	lines  []string
+	closed bool
+	wg     sync.WaitGroup
 }
 
 func startStallReceiver(t *testing.T, c *certs.Set) *stallReceiver {
@@ -51,38 +53,32 @@ func startStallReceiver(t *testing.T, c *certs.Set) *stallReceiver {
 		t.Fatal(err)
 	}
 	r := &stallReceiver{t: t, ln: ln}
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			r.mu.Lock()
-			first := len(r.conns) == 0
-			r.conns = append(r.conns, nc)
+	acceptloop.Go(ln, &r.wg, func(nc net.Conn) {
+		r.mu.Lock()
+		if r.closed { // accepted while the test ended: nobody would close it
 			r.mu.Unlock()
-			r.wg.Add(1)
-			go func() {
-				defer r.wg.Done()
-				tc := tls.Server(nc, cfg)
-				if err := tc.Handshake(); err != nil || first {
-					return // the first connection is never read
-				}
-				sc := bufio.NewScanner(tc)
-				sc.Buffer(make([]byte, 64<<10), 1<<20)
-				for sc.Scan() {
-					r.mu.Lock()
-					r.lines = append(r.lines, sc.Text())
-					r.mu.Unlock()
-				}
-			}()
+			nc.Close()
+			return
 		}
-	}()
+		first := len(r.conns) == 0
+		r.conns = append(r.conns, nc)
+		r.mu.Unlock()
+		tc := tls.Server(nc, cfg)
+		if err := tc.Handshake(); err != nil || first {
+			return // the first connection is never read
+		}
+		sc := bufio.NewScanner(tc)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			r.mu.Lock()
+			r.lines = append(r.lines, sc.Text())
+			r.mu.Unlock()
+		}
+	})
 	t.Cleanup(func() {
 		ln.Close()
 		r.mu.Lock()
+		r.closed = true
 		for _, c := range r.conns {
 			c.Close()
 		}
