@@ -28,6 +28,11 @@ type limiterKey struct{ account, region, api string }
 // creating it with n requests per per on first use, its quota spent (the
 // first request waits per). Later calls return the
 // same limiter whatever their n and per.
+//
+// It stands for AWS's own quota of the API, which every service of the
+// process reading that account and region shares. It is not the user's
+// requests_per_second: that is the session's bucket in internal/awsapi,
+// and a call waits for both.
 func SharedLimiter(account, region, api string, n int, per time.Duration) *Limiter {
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
